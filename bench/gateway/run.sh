@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# bench/gateway: the same wrk load against (a) the upstream directly, (b) the
+# dure gateway in front of it, (c) nginx in front of it with an equivalent
+# keep-alive proxy configuration. Prints requests/s and p99 latency of each
+# and the ratios gateway/direct and gateway/nginx, at full load and at a
+# fixed moderate rate. Everything runs on loopback and stops by itself.
+#
+#   bash bench/gateway/run.sh            # 10 s per run
+#   DURATION=30s bash bench/gateway/run.sh
+#
+# Needs wrk and nginx (Debian packages; installed here if missing and root).
+# The gateway runs with rate limiting off and request logging at warn, and
+# nginx with access_log off: both measured without per-request logging.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-64}"
+RATE_CONNECTIONS="${RATE_CONNECTIONS:-10}"
+RATE_DELAY_MS="${RATE_DELAY_MS:-10}"   # per connection: ~1000 req/s in all
+UPSTREAM_PORT="${UPSTREAM_PORT:-9101}"
+GATEWAY_PORT="${GATEWAY_PORT:-9102}"
+NGINX_PORT="${NGINX_PORT:-9103}"
+EXTRA_GATEWAY_ENV="${EXTRA_GATEWAY_ENV:-}"
+
+need() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing $2 …" >&2
+    apt-get install -y -qq "$2" >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null; }
+  fi
+  command -v "$1" >/dev/null 2>&1 || { echo "bench/gateway needs $1 (Debian package $2)" >&2; exit 1; }
+}
+need wrk wrk
+need nginx nginx
+
+echo "building release binaries …" >&2
+cargo build --release -q
+cargo build --release -q -p dure-gateway --example bench_upstream
+TARGET="${CARGO_TARGET_DIR:-target}"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_http() {
+  for _ in $(seq 1 100); do
+    curl -sf -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "nothing answers at $1" >&2
+  exit 1
+}
+
+"$TARGET/release/examples/bench_upstream" "127.0.0.1:$UPSTREAM_PORT" &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$UPSTREAM_PORT/api/bench"
+
+env RUST_LOG=warn DURE_LOG_FORMAT=json $EXTRA_GATEWAY_ENV "$TARGET/release/dure" run gateway \
+  --listen "127.0.0.1:$GATEWAY_PORT" --peers "bench=http://127.0.0.1:$UPSTREAM_PORT" --rate-limit 0 \
+  > "$WORK/gateway.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$GATEWAY_PORT/api/bench"
+
+cat > "$WORK/nginx.conf" <<NGINX
+worker_processes auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+daemon on;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream bench { server 127.0.0.1:$UPSTREAM_PORT; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://bench;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+nginx -c "$WORK/nginx.conf" -p "$WORK"
+wait_http "http://127.0.0.1:$NGINX_PORT/api/bench"
+
+cat > "$WORK/paced.lua" <<LUA
+function delay() return $RATE_DELAY_MS end
+LUA
+
+# Prints "requests/s p99_ms" for one wrk run.
+measure() {
+  local out
+  out=$(wrk "$@" --latency 2>&1)
+  local rps p99
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' <<<"$out")
+  echo "$rps $p99"
+}
+
+# Rounds alternate the targets, so that noise from the rest of the machine
+# falls on all three alike; each figure is the median of its rounds.
+ROUNDS="${ROUNDS:-3}"
+declare -A RUNS
+for round in $(seq 1 "$ROUNDS"); do
+  for target in direct gateway nginx; do
+    case $target in
+      direct) port=$UPSTREAM_PORT ;;
+      gateway) port=$GATEWAY_PORT ;;
+      nginx) port=$NGINX_PORT ;;
+    esac
+    url="http://127.0.0.1:$port/api/bench"
+    [ "$round" = 1 ] && wrk -t2 -c"$CONNECTIONS" -d2s "$url" >/dev/null 2>&1 # warm up pools
+    RUNS[$target,full]+="$(measure -t2 -c"$CONNECTIONS" -d"$DURATION" "$url")"$'\n'
+    RUNS[$target,paced]+="$(measure -t2 -c"$RATE_CONNECTIONS" -d"$DURATION" -s "$WORK/paced.lua" "$url")"$'\n'
+  done
+  echo "round $round of $ROUNDS done" >&2
+done
+
+# median COLUMN (1 = req/s, 2 = p99) of a target's runs
+median() { sed '/^$/d' <<<"${RUNS[$1,$2]}" | awk -v c="$3" '{print $c}' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+printf '\n%-9s %14s %10s   %18s %10s\n' "target" "full req/s" "p99 ms" "paced req/s" "p99 ms"
+for target in direct gateway nginx; do
+  printf '%-9s %14.0f %10.2f   %18.0f %10.2f\n' "$target" "$(median $target full 1)" "$(median $target full 2)" \
+    "$(median $target paced 1)" "$(median $target paced 2)"
+done
+awk -v g="$(median gateway full 1)" -v d="$(median direct full 1)" -v n="$(median nginx full 1)" \
+    -v gp="$(median gateway paced 2)" -v dp="$(median direct paced 2)" 'BEGIN {
+  printf "\nthroughput gateway/direct: %.2f\n", g / d
+  printf "throughput gateway/nginx:  %.2f   (target >= 1.0)\n", g / n
+  printf "paced p99 gateway - direct: %.2f ms   (target <= 1 ms)\n", gp - dp
+}'
+echo "(medians of $ROUNDS rounds; load: wrk -t2 -c$CONNECTIONS -d$DURATION; paced: -c$RATE_CONNECTIONS, ${RATE_DELAY_MS} ms between requests per connection)"

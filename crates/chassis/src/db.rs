@@ -1,0 +1,266 @@
+//! A connection pool for a service's own database, on SQLite or Postgres.
+//!
+//! Services write their queries once against sqlx's `Any` driver (runtime
+//! `query`/`query_as` with `$1` placeholders, which both backends accept) and
+//! keep one migrations folder per backend, since DDL differs. Column types are
+//! limited to what `Any` carries: TEXT, BIGINT, INTEGER, BOOLEAN and BLOB; ids
+//! and times are stored as TEXT (UUID strings, fixed-width RFC 3339 UTC), which
+//! sorts correctly on both.
+
+use crate::config::DatabaseUrl;
+use anyhow::Context;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, AssertSqlSafe, Executor};
+use std::path::Path;
+use std::time::Duration;
+
+pub use sqlx::Any;
+/// A write transaction on the service's database.
+pub type Tx = sqlx::Transaction<'static, Any>;
+
+/// The two backends a service database can live on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A service's database: a pool plus which backend it is.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// The migrations of one service, one set per backend (`sqlx::migrate!`).
+#[derive(Debug)]
+pub struct Migrations {
+    pub sqlite: &'static Migrator,
+    pub postgres: &'static Migrator,
+}
+
+impl Db {
+    /// Connects and applies the service's migrations. A SQLite file and its
+    /// directory are created when missing; SQLite runs in WAL mode with
+    /// foreign keys on.
+    pub async fn connect(url: &DatabaseUrl, migrations: &Migrations) -> anyhow::Result<Self> {
+        install_default_drivers();
+        let backend = if url.is_sqlite() {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let pool = match backend {
+            Backend::Sqlite => connect_sqlite(url).await?,
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(url.as_str())
+                .await
+                .with_context(|| format!("cannot connect to {url}"))?,
+        };
+        let migrator = match backend {
+            Backend::Sqlite => migrations.sqlite,
+            Backend::Postgres => migrations.postgres,
+        };
+        // Postgres serialises concurrent migrators with an advisory lock;
+        // SQLite has none, so a second process starting on a fresh file at
+        // the same moment can collide with the first. Its retry then finds
+        // the migrations applied.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(err) if backend == Backend::Sqlite && attempts < 5 => {
+                    tracing::debug!(error = %err, "migration collided; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(err) => {
+                    return Err(anyhow::Error::new(err)
+                        .context(format!("cannot apply migrations to {url}")));
+                }
+            }
+        }
+        register_for_metrics(url, &pool);
+        Ok(Self { pool, backend })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes
+    /// can fail with "database is locked" instead of waiting its turn.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// Whether the database answers: what `/readyz` asks.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// A `/readyz` check: ready while the database answers.
+    pub fn readiness(&self) -> crate::http::Readiness {
+        let db = self.clone();
+        std::sync::Arc::new(move || {
+            let db = db.clone();
+            Box::pin(async move {
+                if db.ping().await {
+                    Ok(())
+                } else {
+                    Err("database unreachable".to_owned())
+                }
+            })
+        })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn connect_sqlite(url: &DatabaseUrl) -> anyhow::Result<AnyPool> {
+    let raw = url.as_str();
+    let path_and_query = raw
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path_and_query.split('?').next().unwrap_or_default();
+    let in_memory = path == ":memory:" || path.is_empty();
+    if !in_memory
+        && let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+    }
+    let url = if in_memory || raw.contains("mode=") {
+        raw.to_owned()
+    } else if raw.contains('?') {
+        format!("{raw}&mode=rwc")
+    } else {
+        format!("{raw}?mode=rwc")
+    };
+    AnyPoolOptions::new()
+        // One in-memory database exists per connection: keep exactly one.
+        .max_connections(if in_memory { 1 } else { 8 })
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .with_context(|| format!("cannot open {}", url_for_display(raw)))
+}
+
+fn url_for_display(raw: &str) -> String {
+    crate::config::redact_url(raw)
+}
+
+/// Creates the Postgres database named in `url` when it does not exist yet,
+/// by connecting to the server's `postgres` database. For `dure up` and tests.
+pub async fn create_postgres_database(url: &str) -> anyhow::Result<()> {
+    install_default_drivers();
+    let (server, name) = url
+        .rsplit_once('/')
+        .context("a Postgres URL must end in /DATABASE")?;
+    let name = name.split('?').next().unwrap_or_default();
+    anyhow::ensure!(
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "database names must be made of letters, digits and _"
+    );
+    let admin = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{server}/postgres"))
+        .await
+        .with_context(|| format!("cannot connect to {}", url_for_display(server)))?;
+    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&admin)
+        .await?;
+    if exists.is_none() {
+        // Identifiers cannot be bound; the name was checked above.
+        let result = admin
+            .execute(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .await;
+        if let Err(err) = result {
+            // Someone else may have created it in between: that is fine.
+            let raced =
+                matches!(&err, sqlx::Error::Database(db) if db.code().as_deref() == Some("42P04"));
+            if !raced {
+                return Err(err.into());
+            }
+        }
+    }
+    admin.close().await;
+    Ok(())
+}
+
+/// Drops a Postgres database (tests clean up after themselves with this).
+pub async fn drop_postgres_database(url: &str) -> anyhow::Result<()> {
+    install_default_drivers();
+    let (server, name) = url.rsplit_once('/').context("no database in URL")?;
+    let admin = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{server}/postgres"))
+        .await?;
+    admin
+        .execute(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+        )))
+        .await?;
+    admin.close().await;
+    Ok(())
+}
+
+/// Pools whose use `/metrics` reports, by database name.
+static POOLS: std::sync::Mutex<Vec<(String, AnyPool)>> = std::sync::Mutex::new(Vec::new());
+
+fn register_for_metrics(url: &DatabaseUrl, pool: &AnyPool) {
+    let raw = url.as_str();
+    let name = raw
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(raw)
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(".db")
+        .to_owned();
+    if let Ok(mut pools) = POOLS.lock() {
+        pools.retain(|(_, p)| !p.is_closed());
+        pools.push((name, pool.clone()));
+    }
+}
+
+/// Records how many connections each pool holds and how many are in use;
+/// called before each `/metrics` render.
+pub fn record_pool_metrics() {
+    let Ok(pools) = POOLS.lock() else { return };
+    for (name, pool) in pools.iter().filter(|(_, p)| !p.is_closed()) {
+        let size = f64::from(pool.size());
+        let idle = pool.num_idle() as f64;
+        metrics::gauge!("db_pool_connections", "database" => name.clone(), "state" => "idle")
+            .set(idle);
+        metrics::gauge!("db_pool_connections", "database" => name.clone(), "state" => "in_use")
+            .set(size - idle);
+    }
+}

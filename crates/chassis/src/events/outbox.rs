@@ -1,0 +1,259 @@
+//! The producing side: append in the state change's transaction, sequence
+//! after commit, serve the feed.
+
+use crate::ApiError;
+use crate::clock;
+use crate::db::{Backend, Db, Tx};
+use crate::http::Query;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use dure_contracts::events::{Envelope, Payload};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// Rows sequenced per pass.
+const SEQUENCE_BATCH: i64 = 500;
+/// How often the sequencer looks for rows committed by other replicas.
+const SEQUENCE_POLL: Duration = Duration::from_millis(100);
+/// Sequenced rows are kept this long for consumers that fell behind.
+const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A service's outbox: append events, and serve them as a feed.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    source: Arc<str>,
+    db: Db,
+    appended: Arc<Notify>,
+    last_position: watch::Receiver<i64>,
+}
+
+impl Outbox {
+    /// Starts the sequencer of `db`'s outbox (and, with a JetStream context,
+    /// the relay to NATS); `service` names the source.
+    pub fn start(service: &str, db: Db, nats: Option<async_nats::jetstream::Context>) -> Self {
+        let appended = Arc::new(Notify::new());
+        let (position_tx, last_position) = watch::channel(0);
+        let relayed = nats.is_some();
+        tokio::spawn(sequence(db.clone(), appended.clone(), position_tx, relayed));
+        if let Some(context) = nats {
+            let positions = last_position.clone();
+            tokio::spawn(super::nats::relay(
+                db.clone(),
+                service.to_owned(),
+                context,
+                positions,
+            ));
+        }
+        Self {
+            source: format!("/dure/{service}").into(),
+            db,
+            appended,
+            last_position,
+        }
+    }
+
+    /// Appends an event inside the caller's transaction: it exists exactly
+    /// when the state change does. Call [`committed`](Self::committed) after
+    /// the commit to have it sequenced at once.
+    pub async fn append<P: Payload>(&self, tx: &mut Tx, payload: &P) -> Result<(), ApiError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = clock::now();
+        let envelope = Envelope {
+            specversion: "1.0".into(),
+            id: id.clone(),
+            source: self.source.to_string(),
+            kind: P::TYPE.into(),
+            time: now.clone(),
+            subject: Some(payload.subject()),
+            datacontenttype: "application/json".into(),
+            data: serde_json::to_value(payload).map_err(|e| ApiError::Internal(e.into()))?,
+            traceparent: None,
+        };
+        let json = serde_json::to_string(&envelope).map_err(|e| ApiError::Internal(e.into()))?;
+        sqlx::query(
+            "INSERT INTO outbox (id, event_type, envelope, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(P::TYPE)
+        .bind(json)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Wakes the sequencer after a commit that appended events.
+    pub fn committed(&self) {
+        self.appended.notify_one();
+    }
+
+    /// `GET /internal/events` on this outbox.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/internal/events", get(feed))
+            .with_state(self.clone())
+    }
+}
+
+/// Assigns positions to committed, unsequenced rows in the order it finds
+/// them, under a lock so that one sequencer runs per database. Also prunes.
+async fn sequence(db: Db, appended: Arc<Notify>, last_position: watch::Sender<i64>, relayed: bool) {
+    let mut passes: u64 = 0;
+    loop {
+        match sequence_once(&db).await {
+            Ok(position) => {
+                last_position.send_if_modified(|current| {
+                    let changed = *current != position;
+                    *current = position;
+                    changed
+                });
+            }
+            Err(err) => tracing::warn!(error = %err, "sequencing the outbox failed; retrying"),
+        }
+        passes += 1;
+        // About every ten minutes at the poll pace.
+        if passes.is_multiple_of(6000)
+            && let Err(err) = prune(&db, relayed).await
+        {
+            tracing::warn!(error = %err, "pruning the outbox failed");
+        }
+        tokio::select! {
+            () = appended.notified() => {}
+            () = tokio::time::sleep(SEQUENCE_POLL) => {}
+        }
+    }
+}
+
+/// One pass; returns the highest position afterwards.
+async fn sequence_once(db: &Db) -> anyhow::Result<i64> {
+    let mut tx = db.begin().await?;
+    if db.backend() == Backend::Postgres {
+        // One sequencer per database, however many replicas run.
+        sqlx::query("SELECT pg_advisory_xact_lock(7421)")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let (max,): (Option<i64>,) = sqlx::query_as("SELECT MAX(position) FROM outbox")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut position = max.unwrap_or(0);
+    let pending: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM outbox WHERE position IS NULL ORDER BY created_at, id LIMIT $1",
+    )
+    .bind(SEQUENCE_BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    if pending.is_empty() {
+        tx.rollback().await?;
+        return Ok(position);
+    }
+    let now = clock::now();
+    for (id,) in &pending {
+        position += 1;
+        sqlx::query("UPDATE outbox SET position = $1, sequenced_at = $2 WHERE id = $3")
+            .bind(position)
+            .bind(&now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    metrics::counter!("events_sequenced_total").increment(pending.len() as u64);
+    Ok(position)
+}
+
+/// Drops rows sequenced longer ago than the retention period (and, with the
+/// NATS relay, only once the broker has them).
+async fn prune(db: &Db, relayed: bool) -> anyhow::Result<()> {
+    let cutoff = clock::format(time::OffsetDateTime::now_utc() - RETENTION);
+    let sql = if relayed {
+        "DELETE FROM outbox WHERE position IS NOT NULL AND sequenced_at < $1 AND published_at IS NOT NULL"
+    } else {
+        "DELETE FROM outbox WHERE position IS NOT NULL AND sequenced_at < $1"
+    };
+    let pruned = sqlx::query(sql).bind(cutoff).execute(db.pool()).await?;
+    if pruned.rows_affected() > 0 {
+        tracing::info!(
+            rows = pruned.rows_affected(),
+            "pruned delivered outbox rows"
+        );
+    }
+    Ok(())
+}
+
+/// `?after=&limit=&wait=`
+#[derive(Debug, Deserialize)]
+pub struct FeedQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+    wait: Option<String>,
+}
+
+/// One entry of the feed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeedEvent {
+    pub position: i64,
+    pub event: Envelope,
+}
+
+/// The feed's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeedPage {
+    pub events: Vec<FeedEvent>,
+    pub last_position: i64,
+}
+
+async fn feed(
+    State(outbox): State<Outbox>,
+    Query(query): Query<FeedQuery>,
+) -> Result<axum::Json<FeedPage>, ApiError> {
+    let after = query.after.unwrap_or(0);
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let wait = match query.wait.as_deref() {
+        None => Duration::ZERO,
+        Some(text) => crate::config::parse_duration(text)
+            .map_err(|expected| ApiError::BadRequest(format!("`wait` must be {expected}")))?
+            .min(Duration::from_secs(60)),
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut positions = outbox.last_position.clone();
+    loop {
+        positions.borrow_and_update();
+        let events = read(&outbox.db, after, limit).await?;
+        let last_position = (*positions.borrow()).max(events.last().map_or(0, |e| e.position));
+        if !events.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(axum::Json(FeedPage {
+                events,
+                last_position,
+            }));
+        }
+        tokio::select! {
+            changed = positions.changed() => {
+                if changed.is_err() {
+                    return Ok(axum::Json(FeedPage { events, last_position }));
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+async fn read(db: &Db, after: i64, limit: i64) -> Result<Vec<FeedEvent>, ApiError> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT position, envelope FROM outbox WHERE position > $1 ORDER BY position LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|(position, envelope)| {
+            let event =
+                serde_json::from_str(&envelope).map_err(|e| ApiError::Internal(e.into()))?;
+            Ok(FeedEvent { position, event })
+        })
+        .collect()
+}

@@ -1,0 +1,97 @@
+//! Per-request bookkeeping: request id, span, log line, RED metrics.
+
+use crate::error::ApiError;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::any::Any;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// `X-Request-Id`: kept when the client sent a sane one, generated otherwise,
+/// always echoed on the response.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The route a response belongs to, for handlers that route by themselves
+/// (the gateway's proxy): set it on the response and the request is counted
+/// under it rather than as `unmatched`.
+#[derive(Debug, Clone)]
+pub struct RouteLabel(pub String);
+
+/// Routes probed every few seconds: logged at debug, not info.
+const QUIET_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+pub async fn observe(mut request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .filter(|value| is_sane_request_id(value))
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+                .expect("a UUID is a valid header value")
+        });
+    request
+        .headers_mut()
+        .insert(REQUEST_ID.clone(), request_id.clone());
+
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |path| path.as_str())
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let id = request_id.to_str().unwrap_or_default().to_owned();
+    let span = tracing::info_span!("request", method = %method, route = %route, request_id = %id);
+
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    response
+        .headers_mut()
+        .insert(REQUEST_ID.clone(), request_id);
+
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or(route, |label| label.0.clone());
+    let status = response.status().as_u16();
+    // Microsecond precision is plenty for a log line.
+    let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+    span.in_scope(|| {
+        if QUIET_ROUTES.contains(&route.as_str()) {
+            tracing::debug!(status, latency_ms, "request");
+        } else if status >= 500 {
+            tracing::warn!(status, latency_ms, "request");
+        } else {
+            tracing::info!(status, latency_ms, "request");
+        }
+    });
+    let labels = [
+        ("http_request_method", method),
+        ("http_route", route),
+        ("http_response_status_code", status.to_string()),
+    ];
+    metrics::counter!("http_server_requests_total", &labels).increment(1);
+    metrics::histogram!("http_server_request_duration_seconds", &labels)
+        .record(elapsed.as_secs_f64());
+    response
+}
+
+/// Printable ASCII, at most 128 characters: anything else is replaced, so a
+/// client cannot inject junk into every log line.
+fn is_sane_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// A panicking handler answers 500 like any other internal error.
+pub fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    ApiError::Internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
+}

@@ -1,0 +1,45 @@
+//! The chassis every dure service stands on.
+//!
+//! A service is a library that builds an axum router from its own state; the
+//! chassis supplies everything around that router which is the same for every
+//! service, so that services contain only their domain.
+//!
+//! # Layout
+//! - [`config`]: layered typed settings (defaults < `dure.toml` < env < flags).
+//! - [`service`]: the settings every service process shares (listen address,
+//!   database, data dir, log format, shutdown grace, trusted proxies).
+//! - [`telemetry`]: log subscriber (text or JSON) and the Prometheus recorder.
+//! - [`http`]: the standard endpoints and layers, and `serve(listener, app,
+//!   shutdown, grace)` with graceful shutdown.
+//! - [`error`]: `ApiError`, rendered as RFC 9457 problem+json.
+//! - [`discovery`]: registering with the registry, and finding instances
+//!   (registry watch, static peers, DNS).
+//! - [`events`]: transactional outbox, sequenced feed, idempotent consumers.
+//! - [`resilience`]: circuit breaker, bulkhead, outlier ejection, retry budget.
+//! - [`peer`]: calling another service: discovery + resilience + request id.
+//! - [`db`]: SQLite/Postgres pool with per-backend migrations.
+//! - [`auth`]: access-token verification against identity's keys; `Claims`.
+//! - [`pagination`]: keyset pagination with opaque cursors.
+//! - `testing` (feature `testing`): fresh test databases on both backends
+//!   and a stand-in token issuer, for services' test suites.
+//! - [`clock`]: timestamps in the one text form services store and send.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod discovery;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod pagination;
+pub mod peer;
+pub mod resilience;
+pub mod service;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::ApiError;

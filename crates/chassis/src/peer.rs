@@ -1,0 +1,218 @@
+//! Calling another service directly: discovery, resilience and propagation
+//! in one client.
+//!
+//! A [`Peer`] stands for one service. Each call goes through that service's
+//! bulkhead (refused at once when full) and circuit breaker (refused at once
+//! while open), to an instance discovery knows that is not ejected, with a
+//! timeout and the caller's `X-Request-Id`. A GET whose connection fails or
+//! that is answered 502/503/504 is retried once on another instance, after a
+//! jittered pause and only within the retry budget.
+
+use crate::discovery::Directory;
+use crate::resilience::{Breaker, BreakerSettings, Bulkhead, Ejection, Outcome, RetryBudget};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How a peer is called.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerSettings {
+    pub timeout: Duration,
+    pub max_concurrent: usize,
+    pub breaker: BreakerSettings,
+}
+
+impl Default for PeerSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(2),
+            max_concurrent: 64,
+            breaker: BreakerSettings::default(),
+        }
+    }
+}
+
+/// Why a call to a peer got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{0} has no instance")]
+    NoInstance(String),
+    #[error("too many calls to {0} are in flight")]
+    Busy(String),
+    #[error("{service} is failing; its circuit breaker is open")]
+    Open {
+        service: String,
+        retry_after: Duration,
+    },
+    #[error("{service} did not answer in time")]
+    Timeout { service: String },
+    #[error("{service} could not be reached: {cause}")]
+    Unreachable { service: String, cause: String },
+}
+
+/// A client for one other service.
+#[derive(Debug)]
+pub struct Peer {
+    service: String,
+    directory: Directory,
+    client: reqwest::Client,
+    settings: PeerSettings,
+    breaker: Breaker,
+    bulkhead: Bulkhead,
+    budget: RetryBudget,
+    ejections: Mutex<HashMap<String, Arc<Ejection>>>,
+}
+
+impl Peer {
+    pub fn new(directory: Directory, service: impl Into<String>, settings: PeerSettings) -> Self {
+        let service = service.into();
+        Self {
+            breaker: Breaker::new(format!("peer:{service}"), settings.breaker),
+            bulkhead: Bulkhead::new(format!("peer:{service}"), settings.max_concurrent),
+            client: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .build()
+                .expect("a plain HTTP client always builds"),
+            budget: RetryBudget::default(),
+            ejections: Mutex::new(HashMap::new()),
+            directory,
+            service,
+            settings,
+        }
+    }
+
+    fn ejection(&self, instance_id: &str) -> Arc<Ejection> {
+        let mut ejections = self
+            .ejections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ejections.entry(instance_id.to_owned()).or_default().clone()
+    }
+
+    /// An instance to call, not `exclude`, not ejected unless all are.
+    fn pick(&self, exclude: Option<&str>) -> Option<(String, String)> {
+        let instances: Vec<(String, String)> = self
+            .directory
+            .instances(&self.service)
+            .into_iter()
+            .filter(|i| exclude != Some(i.instance_id.as_str()))
+            .map(|i| (i.instance_id, i.address))
+            .collect();
+        let healthy: Vec<&(String, String)> = instances
+            .iter()
+            .filter(|(id, _)| !self.ejection(id).is_ejected())
+            .collect();
+        let pool: Vec<&(String, String)> = if healthy.is_empty() {
+            instances.iter().collect()
+        } else {
+            healthy
+        };
+        if pool.is_empty() {
+            return None;
+        }
+        let index = (uuid::Uuid::new_v4().as_u128() % pool.len() as u128) as usize;
+        Some(pool[index].clone())
+    }
+
+    /// `GET path` on an instance of the service.
+    pub async fn get(
+        &self,
+        path: &str,
+        request_id: Option<&str>,
+    ) -> Result<reqwest::Response, PeerError> {
+        let Some(_slot) = self.bulkhead.try_enter() else {
+            return Err(PeerError::Busy(self.service.clone()));
+        };
+        self.breaker.try_acquire().map_err(|open| PeerError::Open {
+            service: self.service.clone(),
+            retry_after: open.retry_after,
+        })?;
+        self.budget.deposit();
+        let started = Instant::now();
+        let result = self.get_with_retry(path, request_id).await;
+        let outcome = match &result {
+            Ok(response) if response.status().is_server_error() => Outcome::Failure,
+            Ok(_) if started.elapsed() >= self.settings.breaker.slow_call => Outcome::Slow,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        };
+        self.breaker.record(outcome);
+        result
+    }
+
+    async fn get_with_retry(
+        &self,
+        path: &str,
+        request_id: Option<&str>,
+    ) -> Result<reqwest::Response, PeerError> {
+        let (first_id, first) = self
+            .pick(None)
+            .ok_or_else(|| PeerError::NoInstance(self.service.clone()))?;
+        let outcome = self.send(&first_id, &first, path, request_id).await;
+        let worth_retrying = match &outcome {
+            Err(PeerError::Unreachable { .. }) => true,
+            Ok(response) => matches!(response.status().as_u16(), 502..=504),
+            Err(_) => false,
+        };
+        if !worth_retrying {
+            return outcome;
+        }
+        let Some((second_id, second)) = self.pick(Some(&first_id)) else {
+            return outcome;
+        };
+        if !self.budget.try_withdraw() {
+            return outcome;
+        }
+        tokio::time::sleep(Duration::from_millis(5 + rand_below(20))).await;
+        metrics::counter!("peer_retries_total", "service" => self.service.clone()).increment(1);
+        self.send(&second_id, &second, path, request_id).await
+    }
+
+    async fn send(
+        &self,
+        instance_id: &str,
+        address: &str,
+        path: &str,
+        request_id: Option<&str>,
+    ) -> Result<reqwest::Response, PeerError> {
+        let mut request = self
+            .client
+            .get(format!("{}{path}", address.trim_end_matches('/')))
+            .timeout(self.settings.timeout);
+        if let Some(id) = request_id {
+            request = request.header("x-request-id", id);
+        }
+        let started = Instant::now();
+        let result = request.send().await;
+        metrics::histogram!("peer_call_duration_seconds", "service" => self.service.clone())
+            .record(started.elapsed().as_secs_f64());
+        let ejection = self.ejection(instance_id);
+        match result {
+            Ok(response) if response.status().is_server_error() => {
+                ejection.failure();
+                Ok(response)
+            }
+            Ok(response) => {
+                ejection.success();
+                Ok(response)
+            }
+            Err(err) if err.is_timeout() => {
+                ejection.failure();
+                Err(PeerError::Timeout {
+                    service: self.service.clone(),
+                })
+            }
+            Err(err) => {
+                ejection.failure();
+                Err(PeerError::Unreachable {
+                    service: self.service.clone(),
+                    cause: err.to_string(),
+                })
+            }
+        }
+    }
+}
+
+fn rand_below(n: u64) -> u64 {
+    (uuid::Uuid::new_v4().as_u128() % u128::from(n.max(1))) as u64
+}

@@ -1,0 +1,32 @@
+//! The upstream of `bench/gateway`: `GET /api/bench` answers a small JSON
+//! body, and `/internal/descriptor` tells the gateway it owns `/api/bench`.
+//! Plain axum, no logging, so that the benchmark measures the proxies.
+//!
+//! `cargo run --release -p dure-gateway --example bench_upstream -- 127.0.0.1:9101`
+
+use axum::Router;
+use axum::routing::get;
+use serde_json::json;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let address = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9101".into());
+    let app = Router::new()
+        .route(
+            "/api/bench",
+            get(|| async {
+                axum::Json(json!({"id": "01a20000-0000-7000-8000-000000000000", "title": "hello"}))
+            }),
+        )
+        .route(
+            "/internal/descriptor",
+            get(|| async {
+                axum::Json(json!({"name": "bench", "version": "0", "routes": ["/api/bench"]}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(&address).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}

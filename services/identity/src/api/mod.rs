@@ -1,0 +1,47 @@
+//! identity's public HTTP API (CONTRACT.md, "identity").
+//!
+//! - [`account`]: sign-up, the caller's own account, public profiles.
+//! - [`session`]: login, token refresh, logout, and the JWKS.
+
+pub mod account;
+pub mod session;
+
+use crate::Identity;
+use crate::users::{self, UserRecord};
+use dure_chassis::ApiError;
+use dure_chassis::auth::Claims;
+use dure_contracts::Problem;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "dure identity", description = "Accounts, login and tokens."),
+    components(schemas(Problem)),
+    tags((name = "identity", description = "Accounts, login and tokens"))
+)]
+struct ApiDoc;
+
+pub fn router() -> OpenApiRouter<Identity> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(account::sign_up))
+        .routes(routes!(
+            account::get_me,
+            account::update_me,
+            account::delete_me
+        ))
+        .routes(routes!(account::public_profile))
+        .routes(routes!(session::login))
+        .routes(routes!(session::refresh))
+        .routes(routes!(session::logout))
+        .routes(routes!(session::jwks))
+}
+
+/// The account behind a verified token. A deleted account's tokens stop here,
+/// even while they have not expired.
+async fn current_user(identity: &Identity, claims: &Claims) -> Result<UserRecord, ApiError> {
+    users::by_id(identity.db.pool(), &claims.sub)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the account of this token no longer exists".into()))
+}

@@ -1,0 +1,111 @@
+//! The `dure` command line.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dure",
+    version,
+    about = "dure: a community platform built as a microservices system",
+    long_about = "dure: a community platform built as a microservices system.\n\n\
+        `dure up` starts the whole system on this machine; `dure run <service>` runs one \
+        service, as a container would; `dure status` shows what the registry knows. Every \
+        flag can also be set with the DURE_* variable shown in --help, or in ./dure.toml \
+        (or the file named by DURE_CONFIG)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the whole system on this machine, each service its own process
+    Up(UpArgs),
+    /// Run one service in this process (what a container runs)
+    #[command(subcommand)]
+    Run(Service),
+    /// Show the instances the registry knows, their addresses and health
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Service {
+    /// The service registry (internal)
+    Registry(dure_registry::Args),
+    /// The API gateway: the public entry point
+    Gateway(dure_gateway::Args),
+    /// Accounts, login and tokens
+    Identity(dure_identity::Args),
+    /// Postings and comments
+    Posting(dure_posting::Args),
+    /// Notices from the admins
+    Notice(dure_notice::Args),
+    /// Notifications and their live stream
+    Notification(dure_notification::Args),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// Directory for the services' data (one SQLite file each) and the admin password
+    #[arg(
+        long,
+        env = "DURE_DATA_DIR",
+        value_name = "DIR",
+        default_value = ".dure"
+    )]
+    pub data_dir: PathBuf,
+    /// A Postgres server for all services, one database each (dure_identity, …),
+    /// created if missing; e.g. postgres://postgres@127.0.0.1:5432 [default: SQLite files]
+    #[arg(
+        long,
+        env = "DURE_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// The event transport: feed (brokerless) or a NATS JetStream URL such as nats://127.0.0.1:4222
+    #[arg(long, env = "DURE_BUS", value_name = "BUS", default_value = "feed")]
+    pub bus: String,
+    /// More instances of a service, e.g. identity=2 (comma-separated)
+    #[arg(long, value_name = "SERVICE=N", value_delimiter = ',')]
+    pub replicas: Vec<String>,
+    /// Where the gateway listens
+    #[arg(
+        long,
+        env = "DURE_GATEWAY_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub gateway_listen: SocketAddr,
+    /// Where the registry listens
+    #[arg(
+        long,
+        env = "DURE_REGISTRY_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8761"
+    )]
+    pub registry_listen: SocketAddr,
+    /// How long a child may take to stop after SIGTERM before it is killed
+    #[arg(long, env = "DURE_SHUTDOWN_GRACE", value_name = "DURATION",
+          value_parser = dure_chassis::config::parse_duration, default_value = "15s")]
+    pub shutdown_grace: std::time::Duration,
+    /// How children's log lines are shown: text (readable, prefixed with the
+    /// process's name) or json (passed through unchanged, for a log shipper)
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    /// The registry to ask
+    #[arg(
+        long,
+        env = "DURE_REGISTRY_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8761"
+    )]
+    pub registry_url: String,
+}

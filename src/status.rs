@@ -1,0 +1,58 @@
+//! `dure status`: the registry's view, as a table.
+
+use crate::cli::StatusArgs;
+use anyhow::Context;
+use dure_contracts::registry::Catalog;
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .context("HTTP client")?;
+    let registry = args.registry_url.trim_end_matches('/');
+    let catalog: Catalog = client
+        .get(format!("{registry}/v1/services"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| {
+            format!("cannot reach the registry at {registry} (is `dure up` running?)")
+        })?
+        .json()
+        .await
+        .context("the registry's answer is not a catalog")?;
+    if catalog.services.is_empty() {
+        println!("The registry at {registry} knows no instances.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<14} {:<22} {:<28} {:<8} LAST HEARTBEAT",
+        "SERVICE", "INSTANCE", "ADDRESS", "HEALTH"
+    );
+    let mut all_healthy = true;
+    for service in &catalog.services {
+        for instance in &service.instances {
+            let healthy = client
+                .get(format!("{}/readyz", instance.address))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            all_healthy &= healthy;
+            println!(
+                "{:<14} {:<22} {:<28} {:<8} {}",
+                service.name,
+                instance.instance_id,
+                instance.address,
+                if healthy { "ready" } else { "DOWN" },
+                instance.last_heartbeat_at
+            );
+        }
+    }
+    Ok(if all_healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,325 @@
+//! `dure up`: the whole system on this machine, one child process per
+//! service (the same `dure` binary, `dure run <service>`).
+//!
+//! It starts the registry (on 8761), then every service (on free ports,
+//! registering themselves), then the gateway (on 8080), shows their start-up, waits until
+//! each answers `/readyz`, prints a table, then streams the children's logs
+//! prefixed with their names. ctrl-c or SIGTERM stops the children gracefully
+//! (SIGTERM, then SIGKILL after the grace period). A child that dies is
+//! reported loudly with its last log lines.
+//!
+//! - [`child`]: one supervised child process and its log pump.
+//! - [`logs`]: turns a child's JSON log line into a readable one.
+//! - [`secrets`]: the generated first-admin password.
+
+mod child;
+mod logs;
+mod secrets;
+
+use crate::cli::UpArgs;
+use anyhow::Context;
+use child::{Child, Exit};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How long a child may take to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The services `dure up` runs between the registry and the gateway.
+const SERVICES: &[&str] = &[
+    dure_identity::NAME,
+    dure_posting::NAME,
+    dure_notice::NAME,
+    dure_notification::NAME,
+];
+
+/// One process `dure up` will start.
+struct Plan {
+    service: &'static str,
+    /// `identity` or, with replicas, `identity-2`.
+    label: String,
+    address: SocketAddr,
+    env: Vec<(String, String)>,
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let replicas = replicas(&args.replicas)?;
+    ensure_free(args.registry_listen, "the registry", "--registry-listen")?;
+    ensure_free(args.gateway_listen, "the gateway", "--gateway-listen")?;
+    let registry_url = format!("http://{}", args.registry_listen);
+
+    // Three waves: the registry, then the services, then the gateway.
+    let mut waves: Vec<Vec<Plan>> = vec![vec![Plan {
+        service: dure_registry::NAME,
+        label: dure_registry::NAME.into(),
+        address: args.registry_listen,
+        env: common_env(&args, args.registry_listen),
+    }]];
+    let mut services = Vec::new();
+    for &service in SERVICES {
+        let count = replicas.get(service).copied().unwrap_or(1);
+        for replica in 1..=count {
+            services.push(service_plan(&args, service, replica, &registry_url).await?);
+        }
+    }
+    waves.push(services);
+    let mut gateway_env = common_env(&args, args.gateway_listen);
+    gateway_env.push(("DURE_REGISTRY_URL".into(), registry_url.clone()));
+    waves.push(vec![Plan {
+        service: dure_gateway::NAME,
+        label: dure_gateway::NAME.into(),
+        address: args.gateway_listen,
+        env: gateway_env,
+    }]);
+
+    let (exits_tx, mut exits) = mpsc::unbounded_channel::<Exit>();
+    let mut children: Vec<Child> = Vec::new();
+    let started = Instant::now();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .context("HTTP client")?;
+    for wave in &waves {
+        for plan in wave {
+            let child = Child::spawn(
+                &plan.label,
+                plan.service,
+                &plan.env,
+                args.log_format == "json",
+                exits_tx.clone(),
+            )?;
+            println!(
+                "starting {} on {} (pid {}) …",
+                plan.label,
+                plan.address,
+                child.pid().unwrap_or(0)
+            );
+            children.push(child);
+        }
+        let readiness = futures_util::future::join_all(wave.iter().map(|plan| {
+            let client = client.clone();
+            async move {
+                let ready = wait_ready(&client, &format!("http://{}/readyz", plan.address)).await;
+                if ready {
+                    println!(
+                        "{} ready after {:.1}s",
+                        plan.label,
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                (plan.label.clone(), ready)
+            }
+        }));
+        tokio::select! {
+            outcomes = readiness => {
+                if let Some((label, _)) = outcomes.iter().find(|(_, ready)| !ready) {
+                    eprintln!("dure: {label} did not become ready within {START_TIMEOUT:?}");
+                    stop_all(&mut children, args.shutdown_grace).await;
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            Some(exit) = exits.recv() => {
+                report_death(&children, &exit);
+                stop_all(&mut children, args.shutdown_grace).await;
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    print_table(&waves, args.gateway_listen, started.elapsed());
+
+    // Run until asked to stop, reporting any child that dies meanwhile.
+    let mut alive = children.len();
+    let shutdown = dure_chassis::http::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(exit) = exits.recv() => {
+                report_death(&children, &exit);
+                alive -= 1;
+                if alive == 0 {
+                    eprintln!("dure: every process has stopped; exiting");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+    }
+    println!("stopping …");
+    // The gateway first, the registry last: nothing is routed to a stopped
+    // service, and services can deregister on their way out.
+    children.reverse();
+    for child in &mut children {
+        child.stop(args.shutdown_grace).await;
+    }
+    println!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `identity=2,posting=3` → counts; unknown services and zero are errors.
+fn replicas(specs: &[String]) -> anyhow::Result<HashMap<String, usize>> {
+    let mut counts = HashMap::new();
+    for spec in specs.iter().filter(|s| !s.trim().is_empty()) {
+        let (service, count) = spec
+            .split_once('=')
+            .with_context(|| format!("--replicas takes SERVICE=N, got {spec:?}"))?;
+        let service = service.trim();
+        anyhow::ensure!(
+            SERVICES.contains(&service),
+            "--replicas: {service:?} is not a service (choose from {})",
+            SERVICES.join(", ")
+        );
+        let count: usize = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=16).contains(n))
+            .with_context(|| format!("--replicas: the count for {service} must be 1 to 16"))?;
+        counts.insert(service.to_owned(), count);
+    }
+    Ok(counts)
+}
+
+fn ensure_free(address: SocketAddr, what: &str, flag: &str) -> anyhow::Result<()> {
+    TcpListener::bind(address).map(drop).map_err(|err| {
+        anyhow::anyhow!(
+            "{what} cannot listen on {address}: {err}. Another program (or another `dure up`) is using it; \
+             stop it or choose another address with {flag}"
+        )
+    })
+}
+
+fn common_env(args: &UpArgs, address: SocketAddr) -> Vec<(String, String)> {
+    vec![
+        ("DURE_LISTEN".to_owned(), address.to_string()),
+        (
+            "DURE_DATA_DIR".to_owned(),
+            args.data_dir.display().to_string(),
+        ),
+        ("DURE_LOG_FORMAT".to_owned(), "json".to_owned()),
+    ]
+}
+
+async fn service_plan(
+    args: &UpArgs,
+    service: &'static str,
+    replica: usize,
+    registry_url: &str,
+) -> anyhow::Result<Plan> {
+    let address = free_port()?;
+    let database_url = match &args.database_url {
+        Some(server) => {
+            let url = format!("{}/dure_{service}", server.trim_end_matches('/'));
+            dure_chassis::db::create_postgres_database(&url)
+                .await
+                .with_context(|| format!("cannot prepare the database of {service}"))?;
+            url
+        }
+        None => format!(
+            "sqlite://{}",
+            args.data_dir.join(format!("{service}.db")).display()
+        ),
+    };
+    let mut env = common_env(args, address);
+    env.push(("DURE_DATABASE_URL".to_owned(), database_url));
+    env.push(("DURE_REGISTRY_URL".to_owned(), registry_url.to_owned()));
+    env.push(("DURE_BUS".to_owned(), args.bus.clone()));
+    if service == dure_identity::NAME
+        && let Some(password) =
+            secrets::admin_password(&args.data_dir, args.database_url.is_none())?
+    {
+        env.push(("DURE_ADMIN_PASSWORD".to_owned(), password));
+    }
+    let label = if replica == 1 {
+        service.to_owned()
+    } else {
+        format!("{service}-{replica}")
+    };
+    Ok(Plan {
+        service,
+        label,
+        address,
+        env,
+    })
+}
+
+/// A port nobody listens on right now. The child binds it a moment later.
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(listener.local_addr()?)
+}
+
+async fn wait_ready(client: &reqwest::Client, url: &str) -> bool {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(response) = client.get(url).send().await
+            && response.status().is_success()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn print_table(waves: &[Vec<Plan>], gateway: SocketAddr, took: Duration) {
+    let mut rows: Vec<(&str, Vec<String>)> = Vec::new();
+    for plan in waves.iter().flatten() {
+        let address = format!("http://{}", plan.address);
+        match rows
+            .iter_mut()
+            .find(|(service, _)| *service == plan.service)
+        {
+            Some((_, addresses)) => addresses.push(address),
+            None => rows.push((plan.service, vec![address])),
+        }
+    }
+    println!();
+    println!(
+        "{:<12} {:<10} {:<28} STATE",
+        "SERVICE", "INSTANCES", "ADDRESS"
+    );
+    for (service, addresses) in &rows {
+        for (i, address) in addresses.iter().enumerate() {
+            let (name, count) = if i == 0 {
+                (*service, addresses.len().to_string())
+            } else {
+                ("", String::new())
+            };
+            println!("{name:<12} {count:<10} {address:<28} ready");
+        }
+    }
+    println!();
+    println!(
+        "dure is up in {:.1}s: http://{gateway}  (ctrl-c stops it)",
+        took.as_secs_f64()
+    );
+}
+
+fn report_death(children: &[Child], exit: &Exit) {
+    eprintln!();
+    eprintln!(
+        "!!! {} (pid {}) exited unexpectedly: {}",
+        exit.label, exit.pid, exit.status
+    );
+    if let Some(child) = children.iter().find(|c| c.pid() == Some(exit.pid)) {
+        eprintln!("!!! its last log lines:");
+        for line in child.last_lines() {
+            eprintln!("!!!   {line}");
+        }
+    }
+    eprintln!();
+}
+
+async fn stop_all(children: &mut [Child], grace: Duration) {
+    let stops = children.iter_mut().map(|child| child.stop(grace));
+    futures_util::future::join_all(stops).await;
+}
