@@ -502,7 +502,10 @@ async fn events_flow(extra: &[&str]) {
     })
     .await;
     assert!(listed, "no notification within ten seconds");
-    eprintln!("notification listed {:?} after the comment", commented_at.elapsed());
+    eprintln!(
+        "notification listed {:?} after the comment",
+        commented_at.elapsed()
+    );
     let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
         .await
         .unwrap()
