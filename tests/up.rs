@@ -3,177 +3,13 @@
 
 mod support;
 
+use support::system::*;
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const PASSWORD: &str = "correct horse battery";
-
-/// A running `dure up` and what it printed.
-struct System {
-    process: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    gateway: String,
-    registry: String,
-    data_dir: PathBuf,
-}
-
-impl System {
-    fn start(extra: &[&str]) -> Self {
-        let data_dir = std::env::temp_dir().join(format!(
-            "dure-up-test-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        let (gateway, registry) = (free_port(), free_port());
-        let mut process = Command::new(env!("CARGO_BIN_EXE_dure"))
-            .arg("up")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--gateway-listen", &format!("127.0.0.1:{gateway}")])
-            .args(["--registry-listen", &format!("127.0.0.1:{registry}")])
-            .args(extra)
-            .env("DURE_HEARTBEAT_INTERVAL", "1s")
-            .env_remove("DURE_ADMIN_PASSWORD")
-            .env_remove("DURE_DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("dure up starts");
-        let (lines_tx, lines) = mpsc::channel::<String>();
-        let stdout = process.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut system = Self {
-            process,
-            lines,
-            seen: Vec::new(),
-            gateway: format!("http://127.0.0.1:{gateway}"),
-            registry: format!("http://127.0.0.1:{registry}"),
-            data_dir,
-        };
-        assert!(
-            system.wait_for("dure is up", Duration::from_secs(60)),
-            "not up:\n{}",
-            system.seen.join("\n")
-        );
-        system
-    }
-
-    fn wait_for(&mut self, needle: &str, within: Duration) -> bool {
-        if self.seen.iter().any(|l| l.contains(needle)) {
-            return true;
-        }
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
-                let found = line.contains(needle);
-                self.seen.push(line);
-                if found {
-                    return true;
-                }
-            }
-        }
-        false
-    }
-
-    /// Pids of the children whose start line names `label` exactly.
-    fn pids(&self, label: &str) -> Vec<i32> {
-        self.seen
-            .iter()
-            .filter(|l| l.starts_with(&format!("starting {label} on ")))
-            .filter_map(|l| l.split("(pid ").nth(1)?.split(')').next()?.parse().ok())
-            .collect()
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        kill(Pid::from_raw(self.process.id() as i32), Signal::SIGTERM).unwrap();
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.process.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "dure up did not stop"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for System {
-    fn drop(&mut self) {
-        if self.process.try_wait().ok().flatten().is_none() {
-            let _ = kill(Pid::from_raw(self.process.id() as i32), Signal::SIGTERM);
-            let _ = self.process.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn login(client: &reqwest::Client, gateway: &str, username: &str, password: &str) -> String {
-    let body: Value = client
-        .post(format!("{gateway}/api/login"))
-        .json(&json!({"username": username, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no token: {body}"))
-        .to_owned()
-}
-
-async fn sign_up_and_login(client: &reqwest::Client, gateway: &str) -> String {
-    let response = client
-        .post(format!("{gateway}/api/users"))
-        .json(&json!({"username": "ann", "email": "ann@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    login(client, gateway, "ann", PASSWORD).await
-}
-
-async fn instances(client: &reqwest::Client, registry: &str, service: &str) -> usize {
-    let catalog: Value = client
-        .get(format!("{registry}/v1/services"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    catalog["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == service)
-        .map_or(0, |s| s["instances"].as_array().unwrap().len())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_the_api_through_the_gateway_and_stops_gracefully() {
@@ -415,21 +251,6 @@ async fn requests_keep_working_for_a_minute_with_the_registry_killed() {
 }
 
 /// Polls `check` every 50 ms for up to `within`; true once it holds.
-async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_flow_between_services_over_the_feed() {
     events_flow(&[]).await;

@@ -25,10 +25,12 @@ pub fn render(line: &str) -> String {
         _ => Map::new(),
     };
     let mut out = format!("{time} {level:>5} {message}");
-    for (key, value) in record
-        .iter()
-        .chain(span.iter().filter(|(k, _)| *k != "name"))
-    {
+    // The span's OpenTelemetry attributes repeat what `method` and `route`
+    // say; the span id matters only to a trace viewer.
+    let shown = |key: &str| {
+        !(key == "name" || key == "span_id" || key.starts_with("otel.") || key.starts_with("http."))
+    };
+    for (key, value) in record.iter().chain(span.iter()).filter(|(k, _)| shown(k)) {
         out.push(' ');
         out.push_str(key);
         out.push('=');

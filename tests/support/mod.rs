@@ -1,6 +1,8 @@
 //! Helpers shared by the system tests. Each test crate uses a part of them.
 #![allow(dead_code)]
 
+pub mod system;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -217,11 +217,13 @@ impl Registrar {
         };
         let registration = Registration {
             service: descriptor.name.clone(),
-            instance_id: format!(
-                "{}-{}",
-                descriptor.name,
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            ),
+            instance_id: crate::telemetry::instance_id(&descriptor.name).unwrap_or_else(|| {
+                format!(
+                    "{}-{}",
+                    descriptor.name,
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                )
+            }),
             address: settings.advertised(listening),
             version: descriptor.version.clone(),
             metadata: BTreeMap::from([(ROUTES_KEY.to_owned(), descriptor.routes.join(","))]),

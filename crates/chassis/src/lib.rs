@@ -8,7 +8,9 @@
 //! - [`config`]: layered typed settings (defaults < `dure.toml` < env < flags).
 //! - [`service`]: the settings every service process shares (listen address,
 //!   database, data dir, log format, shutdown grace, trusted proxies).
-//! - [`telemetry`]: log subscriber (text or JSON) and the Prometheus recorder.
+//! - [`telemetry`]: log subscriber (text or JSON), OpenTelemetry trace export
+//!   and `traceparent` propagation, and the Prometheus recorder.
+//! - [`process`]: the `main` of a service process: runtime, start, flush.
 //! - [`http`]: the standard endpoints and layers, and `serve(listener, app,
 //!   shutdown, grace)` with graceful shutdown.
 //! - [`error`]: `ApiError`, rendered as RFC 9457 problem+json.
@@ -36,6 +38,7 @@ pub mod events;
 pub mod http;
 pub mod pagination;
 pub mod peer;
+pub mod process;
 pub mod resilience;
 pub mod service;
 pub mod telemetry;

@@ -10,9 +10,11 @@
 
 use crate::discovery::Directory;
 use crate::resilience::{Breaker, BreakerSettings, Bulkhead, Ejection, Outcome, RetryBudget};
+use crate::telemetry::trace;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// How a peer is called.
 #[derive(Debug, Clone, Copy)]
@@ -182,8 +184,23 @@ impl Peer {
         if let Some(id) = request_id {
             request = request.header("x-request-id", id);
         }
+        let span = if trace::exporting() {
+            tracing::info_span!(
+                "peer call",
+                otel.name = %format_args!("GET {}", self.service),
+                otel.kind = "client",
+                peer.service = %self.service,
+                server.address = %address,
+                service.instance.id = %instance_id,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        let mut traced = reqwest::header::HeaderMap::new();
+        span.in_scope(|| trace::inject_headers(&mut traced));
+        request = request.headers(traced);
         let started = Instant::now();
-        let result = request.send().await;
+        let result = request.send().instrument(span).await;
         metrics::histogram!("peer_call_duration_seconds", "service" => self.service.clone())
             .record(started.elapsed().as_secs_f64());
         let ejection = self.ejection(instance_id);

@@ -15,10 +15,12 @@ use axum::extract::Request;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Method, Uri};
 use axum::response::Response;
+use dure_chassis::telemetry::trace;
 use http_body_util::{BodyExt, Limited};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Hop-by-hop headers: they describe one connection, not the message.
 static HOP_BY_HOP: [HeaderName; 9] = [
@@ -203,11 +205,25 @@ async fn send(
         .map_err(|_| Attempt::Failed(GatewayError::Unreachable("bad upstream address".into())))?;
     parts.uri = uri;
     parts.version = axum::http::Version::HTTP_11;
+    let span = upstream_span(&mut parts, endpoint);
     let request = axum::http::Request::from_parts(parts, body);
 
     let _in_flight = endpoint.start();
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(timeout, gateway.client.request(request)).await;
+    let result = tokio::time::timeout(timeout, gateway.client.request(request))
+        .instrument(span.clone())
+        .await;
+    match &result {
+        Ok(Ok(response)) => {
+            span.record("http.response.status_code", response.status().as_u16());
+            if response.status().is_server_error() {
+                span.record("otel.status_code", "error");
+            }
+        }
+        _ => {
+            span.record("otel.status_code", "error");
+        }
+    }
     metrics::histogram!("gateway_upstream_duration_seconds", "service" => endpoint.service.clone())
         .record(started.elapsed().as_secs_f64());
     let response = match result {
@@ -235,6 +251,27 @@ async fn send(
         parts,
         Body::new(body.map_err(axum::Error::new)),
     ))
+}
+
+/// The client span of one upstream call, whose context the request carries
+/// on as `traceparent`; none unless traces are exported.
+fn upstream_span(parts: &mut axum::http::request::Parts, endpoint: &Endpoint) -> tracing::Span {
+    if !trace::exporting() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "upstream",
+        otel.name = %format_args!("{} {}", parts.method, endpoint.service),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        peer.service = %endpoint.service,
+        server.address = %endpoint.address,
+        service.instance.id = %endpoint.instance_id,
+        http.request.method = %parts.method,
+        http.response.status_code = tracing::field::Empty,
+    );
+    span.in_scope(|| trace::inject_headers(&mut parts.headers));
+    span
 }
 
 fn endpoint_failed(endpoint: &Endpoint) {

@@ -27,6 +27,7 @@ fn expiry(ttl: Duration) -> String {
 }
 
 /// Adds a new token to `family_id` (a new family on login).
+#[tracing::instrument(name = "db issue", skip_all, fields(otel.kind = "client", db.collection.name = "refresh_tokens"))]
 pub async fn issue(
     tx: &mut Tx,
     user_id: &str,
@@ -71,6 +72,7 @@ struct TokenRow {
 
 /// Uses up `token`. Run inside a write transaction; commit it whatever the
 /// outcome, since a detected reuse revokes the family.
+#[tracing::instrument(name = "db redeem", skip_all, fields(otel.kind = "client", db.collection.name = "refresh_tokens"))]
 pub async fn redeem(tx: &mut Tx, token: &str) -> Result<Redemption, ApiError> {
     let token_hash = hash(token);
     let row: Option<TokenRow> = sqlx::query_as(
@@ -111,6 +113,7 @@ pub async fn redeem(tx: &mut Tx, token: &str) -> Result<Redemption, ApiError> {
     })
 }
 
+#[tracing::instrument(name = "db revoke_family", skip_all, fields(otel.kind = "client", db.collection.name = "refresh_tokens"))]
 pub async fn revoke_family(tx: &mut Tx, family_id: &str) -> Result<(), ApiError> {
     sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
@@ -123,6 +126,7 @@ pub async fn revoke_family(tx: &mut Tx, family_id: &str) -> Result<(), ApiError>
 }
 
 /// Revokes the family `token` belongs to, if it is a known token (logout).
+#[tracing::instrument(name = "db revoke_family_of", skip_all, fields(otel.kind = "client", db.collection.name = "refresh_tokens"))]
 pub async fn revoke_family_of(tx: &mut Tx, token: &str) -> Result<(), ApiError> {
     let family: Option<(String,)> =
         sqlx::query_as("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
@@ -136,6 +140,7 @@ pub async fn revoke_family_of(tx: &mut Tx, token: &str) -> Result<(), ApiError> 
 }
 
 /// Revokes every token of a user (after a password change).
+#[tracing::instrument(name = "db revoke_all_of_user", skip_all, fields(otel.kind = "client", db.collection.name = "refresh_tokens"))]
 pub async fn revoke_all_of_user(tx: &mut Tx, user_id: &str) -> Result<(), ApiError> {
     sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",

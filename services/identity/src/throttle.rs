@@ -63,6 +63,7 @@ impl LoginThrottle {
     }
 
     /// 429 if any subject is at its limit.
+    #[tracing::instrument(name = "db check", skip_all, fields(otel.kind = "client", db.collection.name = "login_failures"))]
     pub async fn check(&self, pool: &AnyPool, subjects: &[Subject]) -> Result<(), ApiError> {
         let now = OffsetDateTime::now_utc();
         for subject in subjects {
@@ -94,6 +95,7 @@ impl LoginThrottle {
     }
 
     /// Counts one failure against every subject and forgets expired ones.
+    #[tracing::instrument(name = "db record_failure", skip_all, fields(otel.kind = "client", db.collection.name = "login_failures"))]
     pub async fn record_failure(
         &self,
         pool: &AnyPool,
@@ -115,6 +117,7 @@ impl LoginThrottle {
     }
 
     /// A successful login forgives the account's failures.
+    #[tracing::instrument(name = "db clear", skip_all, fields(otel.kind = "client", db.collection.name = "login_failures"))]
     pub async fn clear(&self, pool: &AnyPool, subject: &Subject) -> Result<(), ApiError> {
         sqlx::query("DELETE FROM login_failures WHERE subject = $1")
             .bind(subject.key())

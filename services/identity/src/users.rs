@@ -66,6 +66,7 @@ pub struct PublicProfile {
 
 const COLUMNS: &str = "id, username, email, display_name, password_hash, role, created_at";
 
+#[tracing::instrument(name = "db insert", skip_all, fields(otel.kind = "client", db.collection.name = "users"))]
 pub async fn insert(tx: &mut Tx, user: &UserRecord) -> Result<(), ApiError> {
     sqlx::query(
         "INSERT INTO users (id, username, email, display_name, password_hash, role, created_at, updated_at) \
@@ -84,6 +85,7 @@ pub async fn insert(tx: &mut Tx, user: &UserRecord) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[tracing::instrument(name = "db by_id", skip_all, fields(otel.kind = "client", db.collection.name = "users"))]
 pub async fn by_id(pool: &AnyPool, id: &str) -> Result<Option<UserRecord>, ApiError> {
     let query = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(query))
@@ -93,6 +95,7 @@ pub async fn by_id(pool: &AnyPool, id: &str) -> Result<Option<UserRecord>, ApiEr
 }
 
 /// Like [`by_id`], inside a transaction.
+#[tracing::instrument(name = "db by_id_in", skip_all, fields(otel.kind = "client", db.collection.name = "users"))]
 pub async fn by_id_in(tx: &mut Tx, id: &str) -> Result<Option<UserRecord>, ApiError> {
     let query = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(query))
@@ -102,6 +105,7 @@ pub async fn by_id_in(tx: &mut Tx, id: &str) -> Result<Option<UserRecord>, ApiEr
 }
 
 /// By username, or by email when the login name contains `@`.
+#[tracing::instrument(name = "db by_login_name", skip_all, fields(otel.kind = "client", db.collection.name = "users"))]
 pub async fn by_login_name(pool: &AnyPool, name: &str) -> Result<Option<UserRecord>, ApiError> {
     let column = if name.contains('@') {
         "email"
@@ -115,6 +119,7 @@ pub async fn by_login_name(pool: &AnyPool, name: &str) -> Result<Option<UserReco
         .await?)
 }
 
+#[tracing::instrument(name = "db any_admin", skip_all, fields(otel.kind = "client", db.collection.name = "users"))]
 pub async fn any_admin(pool: &AnyPool) -> Result<bool, ApiError> {
     let row: Option<(String,)> =
         sqlx::query_as("SELECT id FROM users WHERE role = 'admin' LIMIT 1")
@@ -124,6 +129,7 @@ pub async fn any_admin(pool: &AnyPool) -> Result<bool, ApiError> {
 }
 
 /// Writes the changeable fields of `user` back.
+#[tracing::instrument(name = "db update", skip_all, fields(otel.kind = "client", db.collection.name = "users"))]
 pub async fn update(tx: &mut Tx, user: &UserRecord) -> Result<(), ApiError> {
     sqlx::query(
         "UPDATE users SET email = $2, display_name = $3, password_hash = $4, updated_at = $5 WHERE id = $1",
@@ -140,6 +146,7 @@ pub async fn update(tx: &mut Tx, user: &UserRecord) -> Result<(), ApiError> {
 }
 
 /// Deletes the account; its refresh tokens go with it (ON DELETE CASCADE).
+#[tracing::instrument(name = "db delete", skip_all, fields(otel.kind = "client", db.collection.name = "users"))]
 pub async fn delete(tx: &mut Tx, id: &str) -> Result<bool, ApiError> {
     let result = sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id)

@@ -43,6 +43,7 @@ impl From<NoticeRow> for Notice {
 
 const COLUMNS: &str = "id, title, body, pinned, created_at, updated_at";
 
+#[tracing::instrument(name = "db insert", skip_all, fields(otel.kind = "client", db.collection.name = "notices"))]
 pub async fn insert(db: &Db, outbox: &Outbox, notice: &Notice) -> Result<(), ApiError> {
     let mut tx = db.begin().await?;
     sqlx::query(
@@ -67,6 +68,7 @@ pub async fn insert(db: &Db, outbox: &Outbox, notice: &Notice) -> Result<(), Api
     Ok(())
 }
 
+#[tracing::instrument(name = "db notice", skip_all, fields(otel.kind = "client", db.collection.name = "notices"))]
 pub async fn notice(pool: &AnyPool, id: &str) -> Result<Option<Notice>, ApiError> {
     let query = format!("SELECT {COLUMNS} FROM notices WHERE id = $1");
     let row: Option<NoticeRow> = sqlx::query_as(sqlx::AssertSqlSafe(query))
@@ -77,6 +79,7 @@ pub async fn notice(pool: &AnyPool, id: &str) -> Result<Option<Notice>, ApiError
 }
 
 /// Pinned first, then newest, after the `(pinned, created_at, id)` cursor.
+#[tracing::instrument(name = "db notices", skip_all, fields(otel.kind = "client", db.collection.name = "notices"))]
 pub async fn notices(
     pool: &AnyPool,
     after: Option<(i64, &str, &str)>,
@@ -110,6 +113,7 @@ pub async fn notices(
 }
 
 /// Changes what is given; `None` if there is no such notice.
+#[tracing::instrument(name = "db update", skip_all, fields(otel.kind = "client", db.collection.name = "notices"))]
 pub async fn update(
     db: &Db,
     id: &str,
@@ -141,6 +145,7 @@ pub async fn update(
     Ok(Some(row.into()))
 }
 
+#[tracing::instrument(name = "db delete", skip_all, fields(otel.kind = "client", db.collection.name = "notices"))]
 pub async fn delete(db: &Db, id: &str) -> Result<bool, ApiError> {
     let deleted = sqlx::query("DELETE FROM notices WHERE id = $1")
         .bind(id)

@@ -37,6 +37,7 @@ const FEED: &str = "SELECT id, kind, title, link, created_at, read FROM ( \
      ) AS feed";
 
 /// Newest first, after the `(created_at, id)` cursor, optionally unread only.
+#[tracing::instrument(name = "db list", skip_all, fields(otel.kind = "client", db.collection.name = "notifications"))]
 pub async fn list(
     pool: &AnyPool,
     user_id: &str,
@@ -67,6 +68,7 @@ pub async fn list(
 }
 
 /// Everything created after `(created_at, id)`, oldest first (the stream).
+#[tracing::instrument(name = "db newer", skip_all, fields(otel.kind = "client", db.collection.name = "notifications"))]
 pub async fn newer(
     pool: &AnyPool,
     user_id: &str,
@@ -81,6 +83,7 @@ pub async fn newer(
         .await?)
 }
 
+#[tracing::instrument(name = "db unread_count", skip_all, fields(otel.kind = "client", db.collection.name = "notifications"))]
 pub async fn unread_count(pool: &AnyPool, user_id: &str) -> Result<i64, ApiError> {
     let sql = format!("SELECT COUNT(*) FROM ({FEED}) AS all_items WHERE read = 0");
     let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -91,6 +94,7 @@ pub async fn unread_count(pool: &AnyPool, user_id: &str) -> Result<i64, ApiError
 }
 
 /// Marks one entry read; false if the user has no such entry.
+#[tracing::instrument(name = "db mark_read", skip_all, fields(otel.kind = "client", db.collection.name = "notifications"))]
 pub async fn mark_read(tx: &mut Tx, user_id: &str, id: &str, now: &str) -> Result<bool, ApiError> {
     let own = sqlx::query(
         "UPDATE notifications SET read_at = COALESCE(read_at, $3) WHERE id = $1 AND user_id = $2",
@@ -122,6 +126,7 @@ pub async fn mark_read(tx: &mut Tx, user_id: &str, id: &str, now: &str) -> Resul
     Ok(true)
 }
 
+#[tracing::instrument(name = "db mark_all_read", skip_all, fields(otel.kind = "client", db.collection.name = "notifications"))]
 pub async fn mark_all_read(tx: &mut Tx, user_id: &str, now: &str) -> Result<(), ApiError> {
     sqlx::query("UPDATE notifications SET read_at = $2 WHERE user_id = $1 AND read_at IS NULL")
         .bind(user_id)

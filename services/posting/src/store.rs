@@ -93,6 +93,7 @@ const POSTING_COLUMNS: &str =
     "id, title, body, author_id, author_name, created_at, updated_at, comment_count";
 const COMMENT_COLUMNS: &str = "id, posting_id, body, author_id, author_name, created_at";
 
+#[tracing::instrument(name = "db insert_posting", skip_all, fields(otel.kind = "client", db.collection.name = "postings"))]
 pub async fn insert_posting(db: &Db, outbox: &Outbox, posting: &Posting) -> Result<(), ApiError> {
     let mut tx = db.begin().await?;
     sqlx::query(
@@ -120,6 +121,7 @@ pub async fn insert_posting(db: &Db, outbox: &Outbox, posting: &Posting) -> Resu
     Ok(())
 }
 
+#[tracing::instrument(name = "db posting", skip_all, fields(otel.kind = "client", db.collection.name = "postings"))]
 pub async fn posting(pool: &AnyPool, id: &str) -> Result<Option<Posting>, ApiError> {
     let query = format!("SELECT {POSTING_COLUMNS} FROM postings WHERE id = $1");
     let row: Option<PostingRow> = sqlx::query_as(sqlx::AssertSqlSafe(query))
@@ -140,6 +142,7 @@ async fn posting_in(tx: &mut Tx, id: &str) -> Result<Option<Posting>, ApiError> 
 
 /// Newest first, `limit` rows after the `(created_at, id)` cursor, optionally
 /// of one author. Both filters use an index; no OFFSET anywhere.
+#[tracing::instrument(name = "db postings", skip_all, fields(otel.kind = "client", db.collection.name = "postings"))]
 pub async fn postings(
     pool: &AnyPool,
     author: Option<&str>,
@@ -176,6 +179,7 @@ pub async fn postings(
 }
 
 /// Applies an edit if the posting exists; returns it as stored afterwards.
+#[tracing::instrument(name = "db update_posting", skip_all, fields(otel.kind = "client", db.collection.name = "postings"))]
 pub async fn update_posting(
     db: &Db,
     outbox: &Outbox,
@@ -211,6 +215,7 @@ pub async fn update_posting(
 }
 
 /// Deletes a posting (and its comments) if `allowed` agrees.
+#[tracing::instrument(name = "db delete_posting", skip_all, fields(otel.kind = "client", db.collection.name = "postings"))]
 pub async fn delete_posting(
     db: &Db,
     outbox: &Outbox,
@@ -238,6 +243,7 @@ pub async fn delete_posting(
 
 /// Adds a comment and counts it in the same transaction; false if the
 /// posting does not exist.
+#[tracing::instrument(name = "db insert_comment", skip_all, fields(otel.kind = "client", db.collection.name = "comments"))]
 pub async fn insert_comment(db: &Db, outbox: &Outbox, comment: &Comment) -> Result<bool, ApiError> {
     let mut tx = db.begin().await?;
     let Some(posting) = posting_in(&mut tx, &comment.posting_id).await? else {
@@ -279,6 +285,7 @@ pub async fn insert_comment(db: &Db, outbox: &Outbox, comment: &Comment) -> Resu
 }
 
 /// Oldest first, after the `(created_at, id)` cursor.
+#[tracing::instrument(name = "db comments", skip_all, fields(otel.kind = "client", db.collection.name = "comments"))]
 pub async fn comments(
     pool: &AnyPool,
     posting_id: &str,
@@ -314,6 +321,7 @@ pub async fn comments(
 }
 
 /// Deletes a comment of a posting if `allowed` agrees, uncounting it.
+#[tracing::instrument(name = "db delete_comment", skip_all, fields(otel.kind = "client", db.collection.name = "comments"))]
 pub async fn delete_comment(
     db: &Db,
     posting_id: &str,
@@ -347,6 +355,7 @@ pub async fn delete_comment(
 pub const DELETED_USER: &str = "(deleted user)";
 
 /// posting's copy of an author's name, kept current from `user.*` events.
+#[tracing::instrument(name = "db rename_author", skip_all, fields(otel.kind = "client", db.collection.name = "postings"))]
 pub async fn rename_author(tx: &mut Tx, author_id: &str, display_name: &str) -> anyhow::Result<()> {
     sqlx::query("UPDATE postings SET author_name = $2 WHERE author_id = $1")
         .bind(author_id)

@@ -5,10 +5,12 @@ use super::outbox::FeedPage;
 use crate::clock;
 use crate::db::{Db, Tx};
 use crate::discovery::Directory;
+use crate::telemetry::trace;
 use dure_contracts::events::Envelope;
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// What a consuming service does with events. `handle` runs inside the
 /// transaction that also records the event as handled; an error rolls both
@@ -91,13 +93,31 @@ impl Consumer {
             "{}/internal/events?after={cursor}&limit=200&wait=20s",
             instance.address
         );
-        let page: FeedPage = client
-            .get(url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let span = if trace::exporting() {
+            tracing::info_span!(
+                "feed fetch",
+                otel.name = %format_args!("feed fetch {}", self.producer),
+                otel.kind = "client",
+                peer.service = %self.producer,
+                server.address = %instance.address,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        let mut traced = reqwest::header::HeaderMap::new();
+        span.in_scope(|| trace::inject_headers(&mut traced));
+        let page: FeedPage = async {
+            client
+                .get(url)
+                .headers(traced)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await
+        }
+        .instrument(span)
+        .await?;
         metrics::gauge!("events_consumer_lag", "consumer" => self.name.clone(), "producer" => self.producer.clone())
             .set((page.last_position - page.events.last().map_or(cursor, |e| e.position)) as f64);
         for entry in page.events {
@@ -164,6 +184,21 @@ impl Consumer {
             }
             return Ok(());
         }
+        // A child of the span that appended the event, in the producing
+        // request's trace.
+        let span = tracing::info_span!(
+            "consume",
+            otel.name = %format_args!("consume {}", event.kind),
+            otel.kind = "consumer",
+            event.id = %event.id,
+            event.type = %event.kind,
+            consumer = %self.name,
+        );
+        trace::set_remote_parent(&span, event.traceparent.as_deref());
+        self.deliver_wanted(position, event).instrument(span).await
+    }
+
+    async fn deliver_wanted(&self, position: Option<i64>, event: &Envelope) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(50);
         let mut attempt = 0;
         loop {

@@ -11,8 +11,10 @@
 
 use crate::clock;
 use crate::db::Db;
+use crate::telemetry::trace;
 use async_nats::jetstream::{self, consumer::pull, stream};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Connects without waiting: if the broker is down, the client keeps trying
 /// in the background and the relay and consumers retry meanwhile.
@@ -125,12 +127,14 @@ async fn relay_once(db: &Db, service: &str, context: &jetstream::Context) -> any
     for (id, event_type, envelope) in &rows {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", id.as_str());
+        let span = publish_span(service, event_type, envelope);
         let ack = context
             .publish_with_headers(
                 subject(service, event_type),
                 headers,
                 envelope.clone().into(),
             )
+            .instrument(span)
             .await?;
         acks.push((id, ack));
     }
@@ -154,4 +158,24 @@ async fn relay_once(db: &Db, service: &str, context: &jetstream::Context) -> any
     tx.commit().await?;
     metrics::counter!("events_relayed_total").increment(rows.len() as u64);
     Ok(rows.len())
+}
+
+/// A span for one publish, in the trace of the request that appended the
+/// event; none unless traces are exported.
+fn publish_span(service: &str, event_type: &str, envelope: &str) -> tracing::Span {
+    if !trace::exporting() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "relay publish",
+        otel.name = %format_args!("publish {event_type}"),
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.destination.name = %subject(service, event_type),
+    );
+    let traceparent = serde_json::from_str::<dure_contracts::events::Envelope>(envelope)
+        .ok()
+        .and_then(|event| event.traceparent);
+    trace::set_remote_parent(&span, traceparent.as_deref());
+    span
 }

@@ -5,6 +5,7 @@ use crate::ApiError;
 use crate::clock;
 use crate::db::{Backend, Db, Tx};
 use crate::http::Query;
+use crate::telemetry::trace;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
+use tracing::Instrument;
 
 /// Rows sequenced per pass.
 const SEQUENCE_BATCH: i64 = 500;
@@ -59,6 +61,16 @@ impl Outbox {
     /// when the state change does. Call [`committed`](Self::committed) after
     /// the commit to have it sequenced at once.
     pub async fn append<P: Payload>(&self, tx: &mut Tx, payload: &P) -> Result<(), ApiError> {
+        let span = tracing::info_span!(
+            "outbox append",
+            otel.name = %format_args!("outbox append {}", P::TYPE),
+            otel.kind = "producer",
+            event.type = P::TYPE,
+        );
+        self.append_in(tx, payload).instrument(span).await
+    }
+
+    async fn append_in<P: Payload>(&self, tx: &mut Tx, payload: &P) -> Result<(), ApiError> {
         let id = uuid::Uuid::now_v7().to_string();
         let now = clock::now();
         let envelope = Envelope {
@@ -70,7 +82,8 @@ impl Outbox {
             subject: Some(payload.subject()),
             datacontenttype: "application/json".into(),
             data: serde_json::to_value(payload).map_err(|e| ApiError::Internal(e.into()))?,
-            traceparent: None,
+            // The consumer's span joins this trace.
+            traceparent: trace::current_traceparent(),
         };
         let json = serde_json::to_string(&envelope).map_err(|e| ApiError::Internal(e.into()))?;
         sqlx::query(

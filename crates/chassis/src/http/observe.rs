@@ -1,6 +1,7 @@
 //! Per-request bookkeeping: request id, span, log line, RED metrics.
 
 use crate::error::ApiError;
+use crate::telemetry::trace;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
@@ -19,8 +20,17 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 pub struct RouteLabel(pub String);
 
-/// Routes probed every few seconds: logged at debug, not info.
-const QUIET_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"];
+/// Routes called every few seconds by machines (probes, scrapers, the
+/// registry's heartbeats and watches): logged at debug, not info, and not
+/// traced.
+const QUIET_ROUTES: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/v1/instances/{instance_id}/heartbeat",
+    "/v1/services",
+    "/v1/prometheus-targets",
+];
 
 pub async fn observe(mut request: Request, next: Next) -> Response {
     let request_id = request
@@ -43,7 +53,25 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         .to_owned();
     let method = request.method().as_str().to_owned();
     let id = request_id.to_str().unwrap_or_default().to_owned();
-    let span = tracing::info_span!("request", method = %method, route = %route, request_id = %id);
+    // Probes are polled every few seconds: their spans are debug, so they
+    // are neither logged nor exported at the default level.
+    let span = if QUIET_ROUTES.contains(&route.as_str()) {
+        tracing::debug_span!("request", method = %method, route = %route, request_id = %id)
+    } else {
+        tracing::info_span!(
+            "request",
+            method = %method,
+            route = %route,
+            request_id = %id,
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+        )
+    };
+    trace::set_parent_from_headers(&span, request.headers());
 
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -57,6 +85,14 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         .get::<RouteLabel>()
         .map_or(route, |label| label.0.clone());
     let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+    }
+    if response.extensions().get::<RouteLabel>().is_some() {
+        span.record("http.route", route.as_str());
+        span.record("otel.name", format!("{method} {route}"));
+    }
     // Microsecond precision is plenty for a log line.
     let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
     span.in_scope(|| {
