@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # bench/gateway: the same wrk load against (a) the upstream directly, (b) the
 # dure gateway in front of it, (c) nginx in front of it with an equivalent
-# keep-alive proxy configuration. Prints requests/s and p99 latency of each
-# and the ratios gateway/direct and gateway/nginx, at full load and at a
-# fixed moderate rate. Everything runs on loopback and stops by itself.
+# keep-alive proxy configuration, (d) a second dure gateway exporting every
+# request's spans over OTLP/HTTP (to a sink in the upstream process), (e) a
+# third one exporting a 10 % head sample (OTEL_TRACES_SAMPLER=
+# parentbased_traceidratio). Prints requests/s and p99 latency of each and
+# the ratios gateway/direct, gateway/nginx, traced/gateway and
+# sampled/gateway, at full load and at a fixed moderate rate. Everything
+# runs on loopback and stops by itself.
 #
 #   bash bench/gateway/run.sh            # 10 s per run
 #   DURATION=30s bash bench/gateway/run.sh
@@ -21,6 +25,8 @@ RATE_DELAY_MS="${RATE_DELAY_MS:-10}"   # per connection: ~1000 req/s in all
 UPSTREAM_PORT="${UPSTREAM_PORT:-9101}"
 GATEWAY_PORT="${GATEWAY_PORT:-9102}"
 NGINX_PORT="${NGINX_PORT:-9103}"
+TRACED_PORT="${TRACED_PORT:-9104}"
+SAMPLED_PORT="${SAMPLED_PORT:-9105}"
 EXTRA_GATEWAY_ENV="${EXTRA_GATEWAY_ENV:-}"
 
 need() {
@@ -66,6 +72,24 @@ env RUST_LOG=warn DURE_LOG_FORMAT=json $EXTRA_GATEWAY_ENV "$TARGET/release/dure"
 PIDS+=($!)
 wait_http "http://127.0.0.1:$GATEWAY_PORT/api/bench"
 
+# The same gateway with trace export on: every request is sampled and its
+# spans go to the upstream's /v1/traces sink in batches.
+env RUST_LOG=warn DURE_LOG_FORMAT=json $EXTRA_GATEWAY_ENV \
+  OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$UPSTREAM_PORT" \
+  "$TARGET/release/dure" run gateway \
+  --listen "127.0.0.1:$TRACED_PORT" --peers "bench=http://127.0.0.1:$UPSTREAM_PORT" --rate-limit 0 \
+  > "$WORK/traced.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$TRACED_PORT/api/bench"
+env RUST_LOG=warn DURE_LOG_FORMAT=json $EXTRA_GATEWAY_ENV \
+  OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$UPSTREAM_PORT" \
+  OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1 \
+  "$TARGET/release/dure" run gateway \
+  --listen "127.0.0.1:$SAMPLED_PORT" --peers "bench=http://127.0.0.1:$UPSTREAM_PORT" --rate-limit 0 \
+  > "$WORK/sampled.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$SAMPLED_PORT/api/bench"
+
 cat > "$WORK/nginx.conf" <<NGINX
 worker_processes auto;
 pid $WORK/nginx.pid;
@@ -110,11 +134,13 @@ measure() {
 ROUNDS="${ROUNDS:-3}"
 declare -A RUNS
 for round in $(seq 1 "$ROUNDS"); do
-  for target in direct gateway nginx; do
+  for target in direct gateway nginx traced sampled; do
     case $target in
       direct) port=$UPSTREAM_PORT ;;
       gateway) port=$GATEWAY_PORT ;;
       nginx) port=$NGINX_PORT ;;
+      traced) port=$TRACED_PORT ;;
+      sampled) port=$SAMPLED_PORT ;;
     esac
     url="http://127.0.0.1:$port/api/bench"
     [ "$round" = 1 ] && wrk -t2 -c"$CONNECTIONS" -d2s "$url" >/dev/null 2>&1 # warm up pools
@@ -128,14 +154,18 @@ done
 median() { sed '/^$/d' <<<"${RUNS[$1,$2]}" | awk -v c="$3" '{print $c}' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 printf '\n%-9s %14s %10s   %18s %10s\n' "target" "full req/s" "p99 ms" "paced req/s" "p99 ms"
-for target in direct gateway nginx; do
+for target in direct gateway nginx traced sampled; do
   printf '%-9s %14.0f %10.2f   %18.0f %10.2f\n' "$target" "$(median $target full 1)" "$(median $target full 2)" \
     "$(median $target paced 1)" "$(median $target paced 2)"
 done
 awk -v g="$(median gateway full 1)" -v d="$(median direct full 1)" -v n="$(median nginx full 1)" \
+    -v t="$(median traced full 1)" -v s="$(median sampled full 1)" \
     -v gp="$(median gateway paced 2)" -v dp="$(median direct paced 2)" 'BEGIN {
   printf "\nthroughput gateway/direct: %.2f\n", g / d
   printf "throughput gateway/nginx:  %.2f   (target >= 1.0)\n", g / n
+  printf "throughput traced/gateway: %.2f   (target >= 0.90: exporting costs at most 10%%)\n", t / g
+  printf "throughput sampled/gateway: %.2f  (10%% of traces exported)\n", s / g
   printf "paced p99 gateway - direct: %.2f ms   (target <= 1 ms)\n", gp - dp
 }'
+echo "OTLP bytes the traced gateways exported: $(curl -sf "http://127.0.0.1:$UPSTREAM_PORT/v1/traces/received-bytes")"
 echo "(medians of $ROUNDS rounds; load: wrk -t2 -c$CONNECTIONS -d$DURATION; paced: -c$RATE_CONNECTIONS, ${RATE_DELAY_MS} ms between requests per connection)"

@@ -25,12 +25,11 @@ pub fn render(line: &str) -> String {
         _ => Map::new(),
     };
     let mut out = format!("{time} {level:>5} {message}");
-    // The span's OpenTelemetry attributes repeat what `method` and `route`
-    // say; the span id matters only to a trace viewer.
-    let shown = |key: &str| {
-        !(key == "name" || key == "span_id" || key.starts_with("otel.") || key.starts_with("http."))
-    };
-    for (key, value) in record.iter().chain(span.iter()).filter(|(k, _)| shown(k)) {
+    for (key, value) in record
+        .iter()
+        .chain(span.iter())
+        .filter_map(|(k, v)| Some((shown(k)?, v)))
+    {
         out.push(' ');
         out.push_str(key);
         out.push('=');
@@ -42,16 +41,29 @@ pub fn render(line: &str) -> String {
     out
 }
 
+/// The name a field is shown under, if at all. A request's span names its
+/// fields as OpenTelemetry does; a reader wants `method` and `route`. The
+/// rest is for trace viewers.
+fn shown(key: &str) -> Option<&str> {
+    match key {
+        "http.request.method" => Some("method"),
+        "http.route" => Some("route"),
+        "name" | "span_id" | "http.response.status_code" => None,
+        other if other.starts_with("otel.") => None,
+        other => Some(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::render;
 
     #[test]
     fn json_lines_become_readable() {
-        let line = r#"{"timestamp":"2026-11-21T12:00:01.123Z","level":"INFO","message":"request","status":200,"target":"x","span":{"route":"/api/user","name":"request"}}"#;
+        let line = r#"{"timestamp":"2026-11-21T12:00:01.123Z","level":"INFO","message":"request","status":200,"target":"x","span":{"http.request.method":"GET","http.route":"/api/user","name":"request","otel.kind":"server"}}"#;
         assert_eq!(
             render(line),
-            "12:00:01  INFO request status=200 route=/api/user"
+            "12:00:01  INFO request status=200 method=GET route=/api/user"
         );
         assert_eq!(render("plain text"), "plain text");
     }

@@ -1,12 +1,17 @@
 //! The upstream of `bench/gateway`: `GET /api/bench` answers a small JSON
 //! body, and `/internal/descriptor` tells the gateway it owns `/api/bench`.
-//! Plain axum, no logging, so that the benchmark measures the proxies.
+//! `POST /v1/traces` takes OTLP exports and drops them, standing in for a
+//! collector when the gateway's tracing overhead is measured. Plain axum, no
+//! logging, so that the benchmark measures the proxies.
 //!
 //! `cargo run --release -p dure-gateway --example bench_upstream -- 127.0.0.1:9101`
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
+
+/// Bytes of OTLP exports received, so the benchmark can show spans arrived.
+static EXPORTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,6 +23,21 @@ async fn main() -> anyhow::Result<()> {
             "/api/bench",
             get(|| async {
                 axum::Json(json!({"id": "01a20000-0000-7000-8000-000000000000", "title": "hello"}))
+            }),
+        )
+        .route(
+            "/v1/traces",
+            post(|body: axum::body::Bytes| async move {
+                EXPORTED.fetch_add(body.len(), std::sync::atomic::Ordering::Relaxed);
+                ([("content-type", "application/x-protobuf")], "")
+            }),
+        )
+        .route(
+            "/v1/traces/received-bytes",
+            get(|| async {
+                EXPORTED
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string()
             }),
         )
         .route(

@@ -267,7 +267,6 @@ fn upstream_span(parts: &mut axum::http::request::Parts, endpoint: &Endpoint) ->
         peer.service = %endpoint.service,
         server.address = %endpoint.address,
         service.instance.id = %endpoint.instance_id,
-        http.request.method = %parts.method,
         http.response.status_code = tracing::field::Empty,
     );
     span.in_scope(|| trace::inject_headers(&mut parts.headers));

@@ -113,6 +113,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     published_at TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_unsequenced ON outbox (created_at, id) WHERE position IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (position) WHERE published_at IS NULL AND position IS NOT NULL;
 CREATE TABLE IF NOT EXISTS inbox (
     event_id   TEXT PRIMARY KEY,
     handled_at TEXT NOT NULL
@@ -147,6 +148,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     published_at TEXT COLLATE "C"
 );
 CREATE INDEX IF NOT EXISTS outbox_unsequenced ON outbox (created_at, id) WHERE position IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (position) WHERE published_at IS NULL AND position IS NOT NULL;
 CREATE TABLE IF NOT EXISTS inbox (
     event_id   TEXT COLLATE "C" PRIMARY KEY,
     handled_at TEXT COLLATE "C" NOT NULL

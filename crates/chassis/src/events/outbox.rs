@@ -127,6 +127,10 @@ async fn sequence(db: Db, appended: Arc<Notify>, last_position: watch::Sender<i6
             Err(err) => tracing::warn!(error = %err, "sequencing the outbox failed; retrying"),
         }
         passes += 1;
+        // About every five seconds at the poll pace.
+        if passes.is_multiple_of(50) {
+            record_backlog(&db, relayed).await;
+        }
         // About every ten minutes at the poll pace.
         if passes.is_multiple_of(6000)
             && let Err(err) = prune(&db, relayed).await
@@ -137,6 +141,24 @@ async fn sequence(db: Db, appended: Arc<Notify>, last_position: watch::Sender<i6
             () = appended.notified() => {}
             () = tokio::time::sleep(SEQUENCE_POLL) => {}
         }
+    }
+}
+
+/// `events_outbox_backlog`: events committed but not yet sequenced, or
+/// (relayed to NATS) not yet published. Both counts use partial indexes.
+async fn record_backlog(db: &Db, relayed: bool) {
+    let query = if relayed {
+        "SELECT (SELECT COUNT(*) FROM outbox WHERE position IS NULL) + \
+                (SELECT COUNT(*) FROM outbox WHERE published_at IS NULL AND position IS NOT NULL)"
+    } else {
+        "SELECT COUNT(*) FROM outbox WHERE position IS NULL"
+    };
+    match sqlx::query_as::<_, (i64,)>(query)
+        .fetch_one(db.pool())
+        .await
+    {
+        Ok((backlog,)) => metrics::gauge!("events_outbox_backlog").set(backlog as f64),
+        Err(err) => tracing::debug!(error = %err, "counting the outbox backlog failed"),
     }
 }
 

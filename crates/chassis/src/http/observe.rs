@@ -55,20 +55,25 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     let id = request_id.to_str().unwrap_or_default().to_owned();
     // Probes are polled every few seconds: their spans are debug, so they
     // are neither logged nor exported at the default level.
+    // Field names follow OpenTelemetry's semantic conventions, so one set
+    // serves both the log line and the exported span.
     let span = if QUIET_ROUTES.contains(&route.as_str()) {
-        tracing::debug_span!("request", method = %method, route = %route, request_id = %id)
+        tracing::debug_span!(
+            "request",
+            http.request.method = %method,
+            http.route = %route,
+            request_id = %id,
+        )
     } else {
         tracing::info_span!(
             "request",
-            method = %method,
-            route = %route,
-            request_id = %id,
             otel.name = %format_args!("{method} {route}"),
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
             http.request.method = %method,
             http.route = %route,
             http.response.status_code = tracing::field::Empty,
+            request_id = %id,
         )
     };
     trace::set_parent_from_headers(&span, request.headers());

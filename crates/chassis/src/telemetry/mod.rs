@@ -93,6 +93,8 @@ fn install(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::Tracer>) 
     } else {
         lines.compact().boxed()
     };
+    // `RUST_LOG` chooses log lines only: quiet logs must not silence traces.
+    // Exported are info spans, and warnings and errors as span events.
     let spans = tracer.map(|tracer| {
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
@@ -100,11 +102,23 @@ fn install(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::Tracer>) 
             .with_threads(false)
             .with_level(false)
             .with_target(false)
+            // Neither busy/idle timings (two clock reads per poll) nor an
+            // OpenTelemetry context attached on every poll: propagation
+            // reads the span's context through this layer instead.
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                let threshold = if meta.is_span() {
+                    tracing::Level::INFO
+                } else {
+                    tracing::Level::WARN
+                };
+                *meta.level() <= threshold
+            }))
     });
     let _ = tracing_subscriber::registry()
-        .with(lines)
+        .with(lines.with_filter(filter))
         .with(spans)
-        .with(filter)
         .try_init();
 }
 
