@@ -112,7 +112,7 @@ impl Peer {
         if pool.is_empty() {
             return None;
         }
-        let index = (uuid::Uuid::new_v4().as_u128() % pool.len() as u128) as usize;
+        let index = rand::Rng::gen_range(&mut rand::thread_rng(), 0..pool.len());
         Some(pool[index].clone())
     }
 
@@ -231,5 +231,5 @@ impl Peer {
 }
 
 fn rand_below(n: u64) -> u64 {
-    (uuid::Uuid::new_v4().as_u128() % u128::from(n.max(1))) as u64
+    rand::Rng::gen_range(&mut rand::thread_rng(), 0..n.max(1))
 }

@@ -296,7 +296,7 @@ async fn advance(tx: &mut Tx, producer: &str, position: i64) -> anyhow::Result<(
 }
 
 fn rand_index(len: usize) -> usize {
-    (uuid::Uuid::new_v4().as_u128() % len as u128) as usize
+    rand::Rng::gen_range(&mut rand::thread_rng(), 0..len.max(1))
 }
 
 /// The handler every service that checks tokens needs: `user.deleted` voids
