@@ -189,8 +189,11 @@ async fn one_trace_follows_a_comment_from_the_gateway_to_the_consumer() {
     // The posting service's request log line carries the same trace id.
     let needle = format!("\"trace_id\":\"{trace_id}\"");
     assert!(
-        system.wait_for(&needle, Duration::from_secs(5)),
-        "no log line with {needle}"
+        system.wait_until(
+            |l| l.contains(&needle) && l.contains("/comments"),
+            Duration::from_secs(10)
+        ),
+        "no request log line with {needle}"
     );
     let line = system
         .seen

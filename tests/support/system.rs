@@ -76,13 +76,18 @@ impl System {
     }
 
     pub fn wait_for(&mut self, needle: &str, within: Duration) -> bool {
-        if self.seen.iter().any(|l| l.contains(needle)) {
+        self.wait_until(|line| line.contains(needle), within)
+    }
+
+    /// Waits until a printed line satisfies `wanted` (one seen before counts).
+    pub fn wait_until(&mut self, wanted: impl Fn(&str) -> bool, within: Duration) -> bool {
+        if self.seen.iter().any(|l| wanted(l)) {
             return true;
         }
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
-                let found = line.contains(needle);
+                let found = wanted(&line);
                 self.seen.push(line);
                 if found {
                     return true;
