@@ -20,6 +20,10 @@ use tracing::Instrument;
 const SEQUENCE_BATCH: i64 = 500;
 /// How often the sequencer looks for rows committed by other replicas.
 const SEQUENCE_POLL: Duration = Duration::from_millis(100);
+/// How often `events_outbox_backlog` is counted.
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
+/// How often rows past their retention are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Sequenced rows are kept this long for consumers that fell behind.
 const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -114,7 +118,9 @@ impl Outbox {
 /// Assigns positions to committed, unsequenced rows in the order it finds
 /// them, under a lock so that one sequencer runs per database. Also prunes.
 async fn sequence(db: Db, appended: Arc<Notify>, last_position: watch::Sender<i64>, relayed: bool) {
-    let mut passes: u64 = 0;
+    // Each commit wakes this loop, so housekeeping goes by the clock.
+    let mut backlog_counted = tokio::time::Instant::now();
+    let mut pruned = tokio::time::Instant::now();
     loop {
         match sequence_once(&db).await {
             Ok(position) => {
@@ -126,16 +132,15 @@ async fn sequence(db: Db, appended: Arc<Notify>, last_position: watch::Sender<i6
             }
             Err(err) => tracing::warn!(error = %err, "sequencing the outbox failed; retrying"),
         }
-        passes += 1;
-        // About every five seconds at the poll pace.
-        if passes.is_multiple_of(50) {
+        if backlog_counted.elapsed() >= BACKLOG_EVERY {
             record_backlog(&db, relayed).await;
+            backlog_counted = tokio::time::Instant::now();
         }
-        // About every ten minutes at the poll pace.
-        if passes.is_multiple_of(6000)
-            && let Err(err) = prune(&db, relayed).await
-        {
-            tracing::warn!(error = %err, "pruning the outbox failed");
+        if pruned.elapsed() >= PRUNE_EVERY {
+            if let Err(err) = prune(&db, relayed).await {
+                tracing::warn!(error = %err, "pruning the outbox failed");
+            }
+            pruned = tokio::time::Instant::now();
         }
         tokio::select! {
             () = appended.notified() => {}

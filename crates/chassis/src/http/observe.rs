@@ -53,10 +53,9 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         .to_owned();
     let method = request.method().as_str().to_owned();
     let id = request_id.to_str().unwrap_or_default().to_owned();
-    // Probes are polled every few seconds: their spans are debug, so they
-    // are neither logged nor exported at the default level.
     // Field names follow OpenTelemetry's semantic conventions, so one set
-    // serves both the log line and the exported span.
+    // serves both the log line and the exported span. Probes' spans are
+    // debug: neither logged nor exported at the default level.
     let span = if QUIET_ROUTES.contains(&route.as_str()) {
         tracing::debug_span!(
             "request",
@@ -85,19 +84,22 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         .headers_mut()
         .insert(REQUEST_ID.clone(), request_id);
 
-    let route = response
+    let label = response
         .extensions()
         .get::<RouteLabel>()
-        .map_or(route, |label| label.0.clone());
+        .map(|label| label.0.clone());
     let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
-    if status >= 500 {
-        span.record("otel.status_code", "error");
+    if !span.is_disabled() {
+        span.record("http.response.status_code", status);
+        if status >= 500 {
+            span.record("otel.status_code", "error");
+        }
+        if let Some(label) = &label {
+            span.record("http.route", label.as_str());
+            span.record("otel.name", format!("{method} {label}"));
+        }
     }
-    if response.extensions().get::<RouteLabel>().is_some() {
-        span.record("http.route", route.as_str());
-        span.record("otel.name", format!("{method} {route}"));
-    }
+    let route = label.unwrap_or(route);
     // Microsecond precision is plenty for a log line.
     let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
     span.in_scope(|| {
