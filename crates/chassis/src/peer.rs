@@ -197,7 +197,7 @@ impl Peer {
             tracing::Span::none()
         };
         let mut traced = reqwest::header::HeaderMap::new();
-        span.in_scope(|| trace::inject_headers(&mut traced));
+        trace::inject_headers(&span, &mut traced);
         request = request.headers(traced);
         let started = Instant::now();
         let result = request.send().instrument(span).await;

@@ -12,8 +12,9 @@ use crate::upstreams::{Endpoint, pick};
 use crate::{Gateway, GatewayError};
 use axum::body::Body;
 use axum::extract::Request;
+use axum::http::Method;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use axum::http::{Method, Uri};
+use axum::http::uri::PathAndQuery;
 use axum::response::Response;
 use dure_chassis::telemetry::trace;
 use http_body_util::{BodyExt, Limited};
@@ -111,8 +112,8 @@ pub async fn forward(
     let path_and_query = parts
         .uri
         .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let body = if chunked {
         Body::new(Limited::new(body, gateway.config.body_limit))
     } else {
@@ -195,15 +196,14 @@ impl Attempt {
 async fn send(
     gateway: &Gateway,
     endpoint: &Arc<Endpoint>,
-    path_and_query: &str,
+    path_and_query: &PathAndQuery,
     mut parts: axum::http::request::Parts,
     body: Body,
     timeout: Duration,
 ) -> Result<Response, Attempt> {
-    let uri: Uri = format!("{}{}", endpoint.address, path_and_query)
-        .parse()
-        .map_err(|_| Attempt::Failed(GatewayError::Unreachable("bad upstream address".into())))?;
-    parts.uri = uri;
+    parts.uri = endpoint
+        .uri(path_and_query)
+        .ok_or_else(|| Attempt::Failed(GatewayError::Unreachable("bad upstream address".into())))?;
     parts.version = axum::http::Version::HTTP_11;
     let span = upstream_span(&mut parts, endpoint);
     let request = axum::http::Request::from_parts(parts, body);
@@ -224,8 +224,7 @@ async fn send(
             span.record("otel.status_code", "error");
         }
     }
-    metrics::histogram!("gateway_upstream_duration_seconds", "service" => endpoint.service.clone())
-        .record(started.elapsed().as_secs_f64());
+    endpoint.duration.record(started.elapsed().as_secs_f64());
     let response = match result {
         Err(_) => {
             endpoint_failed(endpoint);
@@ -254,9 +253,15 @@ async fn send(
 }
 
 /// The client span of one upstream call, whose context the request carries
-/// on as `traceparent`; none unless traces are exported.
+/// on as `traceparent`; none unless traces are exported. Under a request
+/// that was not sampled the span would not be exported either: the request
+/// carries the unsampled context on instead, which costs far less.
 fn upstream_span(parts: &mut axum::http::request::Parts, endpoint: &Endpoint) -> tracing::Span {
     if !trace::exporting() {
+        return tracing::Span::none();
+    }
+    if !trace::current_is_recording() {
+        trace::inject_current_headers(&mut parts.headers);
         return tracing::Span::none();
     }
     let span = tracing::info_span!(
@@ -269,7 +274,7 @@ fn upstream_span(parts: &mut axum::http::request::Parts, endpoint: &Endpoint) ->
         service.instance.id = %endpoint.instance_id,
         http.response.status_code = tracing::field::Empty,
     );
-    span.in_scope(|| trace::inject_headers(&mut parts.headers));
+    trace::inject_headers(&span, &mut parts.headers);
     span
 }
 

@@ -8,6 +8,8 @@
 //! registry's API can never be reached through the gateway, whatever a
 //! registration claims.
 
+use axum::http::Uri;
+use axum::http::uri::{Authority, PathAndQuery, Scheme};
 use dure_chassis::resilience::Ejection;
 use dure_contracts::registry::Catalog;
 use std::collections::HashMap;
@@ -24,9 +26,48 @@ pub struct Endpoint {
     in_flight: AtomicUsize,
     /// Taken out of rotation after consecutive failures.
     pub ejection: Ejection,
+    /// Scheme and authority of `address`, when it has no path of its own:
+    /// a request's URI is then made from parts instead of parsed from text.
+    origin: Option<(Scheme, Authority)>,
+    /// `gateway_upstream_duration_seconds` of the service, looked up once.
+    pub duration: metrics::Histogram,
 }
 
 impl Endpoint {
+    pub fn new(service: &str, instance_id: &str, address: &str) -> Self {
+        let address = address.trim_end_matches('/').to_owned();
+        let origin = address.parse::<Uri>().ok().and_then(|uri| {
+            let parts = uri.into_parts();
+            let bare = parts
+                .path_and_query
+                .as_ref()
+                .is_none_or(|pq| pq.as_str() == "/");
+            Some((parts.scheme?, parts.authority?)).filter(|_| bare)
+        });
+        Self {
+            service: service.to_owned(),
+            instance_id: instance_id.to_owned(),
+            duration: metrics::histogram!("gateway_upstream_duration_seconds", "service" => service.to_owned()),
+            address,
+            in_flight: AtomicUsize::new(0),
+            ejection: Ejection::default(),
+            origin,
+        }
+    }
+
+    /// The URI of `path_and_query` on this instance.
+    pub fn uri(&self, path_and_query: &PathAndQuery) -> Option<Uri> {
+        match &self.origin {
+            Some((scheme, authority)) => Uri::builder()
+                .scheme(scheme.clone())
+                .authority(authority.clone())
+                .path_and_query(path_and_query.clone())
+                .build()
+                .ok(),
+            None => format!("{}{path_and_query}", self.address).parse().ok(),
+        }
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
@@ -80,13 +121,11 @@ impl Upstreams {
                 }
                 let endpoint = match known.get(instance.instance_id.as_str()) {
                     Some(endpoint) if endpoint.address == instance.address => Arc::clone(endpoint),
-                    _ => Arc::new(Endpoint {
-                        service: service.name.clone(),
-                        instance_id: instance.instance_id.clone(),
-                        address: instance.address.trim_end_matches('/').to_owned(),
-                        in_flight: AtomicUsize::new(0),
-                        ejection: Ejection::default(),
-                    }),
+                    _ => Arc::new(Endpoint::new(
+                        &service.name,
+                        &instance.instance_id,
+                        &instance.address,
+                    )),
                 };
                 list.push(endpoint);
             }

@@ -105,7 +105,7 @@ impl Consumer {
             tracing::Span::none()
         };
         let mut traced = reqwest::header::HeaderMap::new();
-        span.in_scope(|| trace::inject_headers(&mut traced));
+        trace::inject_headers(&span, &mut traced);
         let page: FeedPage = async {
             client
                 .get(url)
@@ -186,15 +186,16 @@ impl Consumer {
         }
         // A child of the span that appended the event, in the producing
         // request's trace.
-        let span = tracing::info_span!(
-            "consume",
-            otel.name = %format_args!("consume {}", event.kind),
-            otel.kind = "consumer",
-            event.id = %event.id,
-            event.type = %event.kind,
-            consumer = %self.name,
-        );
-        trace::set_remote_parent(&span, event.traceparent.as_deref());
+        let span = trace::with_remote_parent(event.traceparent.as_deref(), || {
+            tracing::info_span!(
+                "consume",
+                otel.name = %format_args!("consume {}", event.kind),
+                otel.kind = "consumer",
+                event.id = %event.id,
+                event.type = %event.kind,
+                consumer = %self.name,
+            )
+        });
         self.deliver_wanted(position, event).instrument(span).await
     }
 

@@ -166,16 +166,16 @@ fn publish_span(service: &str, event_type: &str, envelope: &str) -> tracing::Spa
     if !trace::exporting() {
         return tracing::Span::none();
     }
-    let span = tracing::info_span!(
-        "relay publish",
-        otel.name = %format_args!("publish {event_type}"),
-        otel.kind = "producer",
-        messaging.system = "nats",
-        messaging.destination.name = %subject(service, event_type),
-    );
     let traceparent = serde_json::from_str::<dure_contracts::events::Envelope>(envelope)
         .ok()
         .and_then(|event| event.traceparent);
-    trace::set_remote_parent(&span, traceparent.as_deref());
-    span
+    trace::with_remote_parent(traceparent.as_deref(), || {
+        tracing::info_span!(
+            "relay publish",
+            otel.name = %format_args!("publish {event_type}"),
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.destination.name = %subject(service, event_type),
+        )
+    })
 }

@@ -6,7 +6,10 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use std::any::Any;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -56,26 +59,27 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     // Field names follow OpenTelemetry's semantic conventions, so one set
     // serves both the log line and the exported span. Probes' spans are
     // debug: neither logged nor exported at the default level.
-    let span = if QUIET_ROUTES.contains(&route.as_str()) {
-        tracing::debug_span!(
-            "request",
-            http.request.method = %method,
-            http.route = %route,
-            request_id = %id,
-        )
-    } else {
-        tracing::info_span!(
-            "request",
-            otel.name = %format_args!("{method} {route}"),
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            http.request.method = %method,
-            http.route = %route,
-            http.response.status_code = tracing::field::Empty,
-            request_id = %id,
-        )
-    };
-    trace::set_parent_from_headers(&span, request.headers());
+    let span = trace::with_parent_from_headers(request.headers(), || {
+        if QUIET_ROUTES.contains(&route.as_str()) {
+            tracing::debug_span!(
+                "request",
+                http.request.method = %method,
+                http.route = %route,
+                request_id = %id,
+            )
+        } else {
+            tracing::info_span!(
+                "request",
+                otel.name = %format_args!("{method} {route}"),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = %method,
+                http.route = %route,
+                http.response.status_code = tracing::field::Empty,
+                request_id = %id,
+            )
+        }
+    });
 
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -111,15 +115,54 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
             tracing::info!(status, latency_ms, "request");
         }
     });
-    let labels = [
-        ("http_request_method", method),
-        ("http_route", route),
-        ("http_response_status_code", status.to_string()),
-    ];
-    metrics::counter!("http_server_requests_total", &labels).increment(1);
-    metrics::histogram!("http_server_request_duration_seconds", &labels)
-        .record(elapsed.as_secs_f64());
+    let (requests, duration) = red_metrics(&method, route, status);
+    requests.increment(1);
+    duration.record(elapsed.as_secs_f64());
     response
+}
+
+/// Most routes see a handful of method and status pairs.
+const CACHED_PER_ROUTE: usize = 32;
+
+thread_local! {
+    /// The request counter and duration histogram of each route, method and
+    /// status seen on this thread: looking them up in the recorder hashes
+    /// their labels, on every request.
+    static RED: RefCell<HashMap<String, Vec<Handles>>> = RefCell::new(HashMap::new());
+}
+
+/// A method and status on one route, and their metric handles.
+type Handles = (String, u16, Counter, Histogram);
+
+fn red_metrics(method: &str, route: String, status: u16) -> (Counter, Histogram) {
+    RED.with_borrow_mut(|cache| {
+        let seen = cache.get(&route).and_then(|pairs| {
+            pairs
+                .iter()
+                .find(|(m, s, _, _)| m == method && *s == status)
+                .map(|(_, _, counter, histogram)| (counter.clone(), histogram.clone()))
+        });
+        if let Some(handles) = seen {
+            return handles;
+        }
+        let labels = [
+            ("http_request_method", method.to_owned()),
+            ("http_route", route.clone()),
+            ("http_response_status_code", status.to_string()),
+        ];
+        let counter = metrics::counter!("http_server_requests_total", &labels);
+        let histogram = metrics::histogram!("http_server_request_duration_seconds", &labels);
+        let pairs = cache.entry(route).or_default();
+        if pairs.len() < CACHED_PER_ROUTE {
+            pairs.push((
+                method.to_owned(),
+                status,
+                counter.clone(),
+                histogram.clone(),
+            ));
+        }
+        (counter, histogram)
+    })
 }
 
 /// A UUIDv7 whose random part comes from the thread's generator: `now_v7`

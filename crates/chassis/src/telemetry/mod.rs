@@ -4,9 +4,11 @@
 //! object per line otherwise (for `dure up`'s collector and log shippers),
 //! carrying `trace_id` and `span_id` when traces are exported. `RUST_LOG`
 //! chooses what is shown (default `info`). [`trace`] exports spans over
-//! OTLP/HTTP and carries `traceparent` across processes. Metrics go to a
+//! OTLP/HTTP and carries `traceparent` across processes; the `spans` module
+//! is the layer that turns `tracing` spans into OpenTelemetry spans. Metrics go to a
 //! process-wide Prometheus recorder rendered by `/metrics`.
 
+mod spans;
 pub mod trace;
 
 pub use trace::{ServiceResource, Tracing};
@@ -95,27 +97,7 @@ fn install(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::Tracer>) 
     };
     // `RUST_LOG` chooses log lines only: quiet logs must not silence traces.
     // Exported are info spans, and warnings and errors as span events.
-    let spans = tracer.map(|tracer| {
-        tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_location(false)
-            .with_threads(false)
-            .with_level(false)
-            .with_target(false)
-            // Neither busy/idle timings (two clock reads per poll) nor an
-            // OpenTelemetry context attached on every poll: propagation
-            // reads the span's context through this layer instead.
-            .with_tracked_inactivity(false)
-            .with_context_activation(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                let threshold = if meta.is_span() {
-                    tracing::Level::INFO
-                } else {
-                    tracing::Level::WARN
-                };
-                *meta.level() <= threshold
-            }))
-    });
+    let spans = tracer.map(|tracer| spans::ExportLayer::new(tracer).with_filter(spans::exported()));
     let _ = tracing_subscriber::registry()
         .with(lines.with_filter(filter))
         .with(spans)

@@ -12,13 +12,13 @@
 //! client: a request never waits for an export, and a collector that is down
 //! only costs dropped spans. [`Tracing::shutdown`] flushes what is queued.
 
+use super::spans;
+use opentelemetry::KeyValue;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
-use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 static EXPORTING: AtomicBool = AtomicBool::new(false);
 
@@ -109,44 +109,65 @@ pub fn current_traceparent() -> Option<String> {
         return None;
     }
     let mut carrier = TraceParent(None);
-    TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), &mut carrier);
+    TraceContextPropagator::new().inject_context(&spans::current_context()?, &mut carrier);
     carrier.0
 }
 
-/// Makes `span` a child of the context a `traceparent` names (an event's, or
-/// one read from a header); a missing or malformed one leaves it a root.
-pub fn set_remote_parent(span: &tracing::Span, traceparent: Option<&str>) {
+/// Makes the span `make` creates a child of the context a `traceparent`
+/// names (an event's, or one read from a header); a missing or malformed one
+/// leaves it where it would be without.
+pub fn with_remote_parent(
+    traceparent: Option<&str>,
+    make: impl FnOnce() -> tracing::Span,
+) -> tracing::Span {
     if !exporting() {
-        return;
+        return make();
     }
     let Some(traceparent) = traceparent else {
-        return;
+        return make();
     };
     let context = TraceContextPropagator::new().extract(&TraceParent(Some(traceparent.to_owned())));
-    if context.span().span_context().is_valid() {
-        let _ = span.set_parent(context);
+    if !context.span().span_context().is_valid() {
+        return make();
     }
+    spans::with_remote_parent(context, make)
 }
 
-/// Makes `span` a child of the trace the request's headers carry.
-pub fn set_parent_from_headers(span: &tracing::Span, headers: &axum::http::HeaderMap) {
-    if !exporting() {
-        return;
-    }
+/// Like [`with_remote_parent`], with the `traceparent` of a request's headers.
+pub fn with_parent_from_headers(
+    headers: &axum::http::HeaderMap,
+    make: impl FnOnce() -> tracing::Span,
+) -> tracing::Span {
     let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
-    set_remote_parent(span, traceparent);
+    with_remote_parent(traceparent, make)
 }
 
-/// Writes the current span's `traceparent` (and `tracestate`) into outgoing
+/// Writes the `traceparent` (and `tracestate`) of `span` into outgoing
 /// request headers, replacing what was there.
-pub fn inject_headers(headers: &mut axum::http::HeaderMap) {
+pub fn inject_headers(span: &tracing::Span, headers: &mut axum::http::HeaderMap) {
     if !exporting() {
         return;
     }
-    TraceContextPropagator::new().inject_context(
-        &tracing::Span::current().context(),
-        &mut HeaderInjector(headers),
-    );
+    if let Some(context) = spans::context_of(span) {
+        TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+    }
+}
+
+/// Whether the current span is being recorded for export (it was sampled).
+/// A client span under an unsampled one would be dropped too: callers skip
+/// making it and pass the current context on instead.
+pub fn current_is_recording() -> bool {
+    exporting() && spans::current_context().is_some_and(|context| context.span().is_recording())
+}
+
+/// Writes the current span's `traceparent` into outgoing request headers.
+pub fn inject_current_headers(headers: &mut axum::http::HeaderMap) {
+    if !exporting() {
+        return;
+    }
+    if let Some(context) = spans::current_context() {
+        TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+    }
 }
 
 /// The current span's trace and span ids in hex, for log lines.
@@ -154,7 +175,7 @@ pub(super) fn current_ids() -> Option<(String, String)> {
     if !exporting() {
         return None;
     }
-    let context: Context = tracing::Span::current().context();
+    let context = spans::current_context()?;
     let span = context.span();
     let ids = span.span_context();
     ids.is_valid()
