@@ -130,11 +130,15 @@ measure() {
 }
 
 # Rounds alternate the targets, so that noise from the rest of the machine
-# falls on all three alike; each figure is the median of its rounds.
+# falls on all of them alike, and each round starts one target later, so
+# that no target always runs right after the same other one; each figure is
+# the median of its rounds.
 ROUNDS="${ROUNDS:-3}"
+TARGETS=(direct gateway nginx traced sampled)
 declare -A RUNS
 for round in $(seq 1 "$ROUNDS"); do
-  for target in direct gateway nginx traced sampled; do
+  for i in "${!TARGETS[@]}"; do
+    target=${TARGETS[$(( (i + round - 1) % ${#TARGETS[@]} ))]}
     case $target in
       direct) port=$UPSTREAM_PORT ;;
       gateway) port=$GATEWAY_PORT ;;
