@@ -124,14 +124,7 @@ async fn one_trace_follows_a_comment_from_the_gateway_to_the_consumer() {
     let gateway = system.gateway.clone();
     let client = reqwest::Client::new();
     let ann = sign_up_and_login(&client, &gateway).await;
-    let bob_created = client
-        .post(format!("{gateway}/api/users"))
-        .json(&json!({"username": "bob", "email": "bob@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bob_created.status(), 201);
-    let bob = login(&client, &gateway, "bob", PASSWORD).await;
+    let bob = sign_up_and_login_as(&client, &gateway, "bob").await;
     let posting: Value = client
         .post(format!("{gateway}/api/postings"))
         .bearer_auth(&ann)

@@ -89,13 +89,7 @@ async fn up_serves_the_api_through_the_gateway_and_stops_gracefully() {
     .await
     .unwrap();
     let posting_path = format!("/api/postings/{}", posting["id"].as_str().unwrap());
-    client
-        .post(format!("{}/api/users", system.gateway))
-        .json(&json!({"username": "bob", "email": "bob@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let bob = login(&client, &system.gateway, "bob", PASSWORD).await;
+    let bob = sign_up_and_login_as(&client, &system.gateway, "bob").await;
     let comment = post(
         &format!("{posting_path}/comments"),
         &bob,
@@ -270,13 +264,7 @@ async fn events_flow(extra: &[&str]) {
     let gateway = system.gateway.clone();
     let client = reqwest::Client::new();
     let ann = sign_up_and_login(&client, &gateway).await;
-    client
-        .post(format!("{gateway}/api/users"))
-        .json(&json!({"username": "bob", "email": "bob@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let bob = login(&client, &gateway, "bob", PASSWORD).await;
+    let bob = sign_up_and_login_as(&client, &gateway, "bob").await;
 
     // Ann listens live; Bob comments on Ann's posting.
     let mut stream = client

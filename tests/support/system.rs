@@ -153,15 +153,26 @@ pub async fn login(
         .to_owned()
 }
 
+/// Signs `ann` up and returns her access token.
 pub async fn sign_up_and_login(client: &reqwest::Client, gateway: &str) -> String {
+    sign_up_and_login_as(client, gateway, "ann").await
+}
+
+/// Signs `username` up (email `<username>@example.com`, [`PASSWORD`]) and
+/// returns the user's access token.
+pub async fn sign_up_and_login_as(
+    client: &reqwest::Client,
+    gateway: &str,
+    username: &str,
+) -> String {
     let response = client
         .post(format!("{gateway}/api/users"))
-        .json(&json!({"username": "ann", "email": "ann@example.com", "password": PASSWORD}))
+        .json(&json!({"username": username, "email": format!("{username}@example.com"), "password": PASSWORD}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    login(client, gateway, "ann", PASSWORD).await
+    login(client, gateway, username, PASSWORD).await
 }
 
 pub async fn instances(client: &reqwest::Client, registry: &str, service: &str) -> usize {

@@ -333,6 +333,9 @@ fn upstream_client(config: &Config) -> Client<HttpConnector, Body> {
 impl Gateway {
     /// Connects what the gateway needs and starts following the catalog.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        // Endpoints keep their metric handles: the recorder must exist
+        // before the first route table is built.
+        dure_chassis::telemetry::prometheus();
         let directory = Directory::start(&config.discovery);
         let limiter = match (&config.rate_limit, &config.redis_url) {
             (None, _) => RateLimiter::Off,
