@@ -128,6 +128,34 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let grace = settings.shutdown_grace;
+    serve_with(
+        descriptor,
+        discovery,
+        app,
+        listener,
+        shutdown,
+        move |listener, router, stopped| http::serve(listener, router, stopped, grace),
+    )
+    .await
+}
+
+/// Like [`serve`], with the caller's own server for the router (the
+/// gateway's, which sends proxied requests past it). `server` gets the
+/// listener, the router and a future that resolves once the process has
+/// left discovery and should stop accepting.
+pub async fn serve_with<S, Served>(
+    descriptor: Descriptor,
+    discovery: &DiscoverySettings,
+    app: ServiceApp,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    server: S,
+) -> anyhow::Result<()>
+where
+    S: FnOnce(TcpListener, axum::Router, futures_util::future::BoxFuture<'static, ()>) -> Served,
+    Served: Future<Output = std::io::Result<()>>,
+{
     let address = listener.local_addr()?;
     let registrar = Registrar::start(discovery, &descriptor, address, app.readiness_check());
     // Only services that own public routes need to describe them.
@@ -137,17 +165,11 @@ pub async fn serve(
         app.descriptor(descriptor)
     };
     let app = app.registration(registrar.registered());
-    let deregister_first = async move {
+    let deregister_first = Box::pin(async move {
         shutdown.await;
         registrar.deregister().await;
-    };
-    http::serve(
-        listener,
-        app.into_router(),
-        deregister_first,
-        settings.shutdown_grace,
-    )
-    .await?;
+    });
+    server(listener, app.into_router(), deregister_first).await?;
     Ok(())
 }
 

@@ -79,9 +79,16 @@ async fn part(
     }
     // The deadline is the upstream timeout of this call, so that a hanging
     // service counts against its breaker, which then answers at once.
-    let response = crate::handle_within(gateway, client, request, Some(PART_DEADLINE))
-        .await
-        .ok()?;
+    let response = crate::handle_within(
+        gateway,
+        gateway.upstreams(),
+        client,
+        None,
+        request,
+        Some(PART_DEADLINE),
+    )
+    .await
+    .ok()?;
     if !response.status().is_success() {
         return None;
     }

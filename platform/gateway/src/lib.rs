@@ -7,9 +7,11 @@
 //! two choices on requests in flight. The gateway links no service's code.
 //!
 //! # Layout
+//! - [`edge`]: serving connections; proxied requests skip the router.
 //! - [`upstreams`]: route table and instances, rebuilt on catalog changes;
 //!   the load-balancing pick.
 //! - [`proxy`]: forwarding one request (headers, streaming, timeout, retry).
+//! - [`pool`]: each worker's keep-alive connections to the instances.
 //! - [`rate_limit`]: token buckets in memory or in Redis.
 //! - [`openapi`]: the merged OpenAPI document.
 //! - [`home`]: `GET /api/home`, composed from three services, degrading
@@ -21,29 +23,27 @@
 
 #![forbid(unsafe_code)]
 
+pub mod edge;
 pub mod home;
 pub mod openapi;
+pub mod pool;
 pub mod proxy;
 pub mod rate_limit;
 pub mod upstreams;
 
 use anyhow::Context;
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use dure_chassis::ApiError;
 use dure_chassis::auth::TokenVerifier;
 use dure_chassis::config::{ConfigError, ConfigFile, parse_duration};
 use dure_chassis::discovery::{Directory, DiscoveryArgs, DiscoverySettings};
-use dure_chassis::http::{ClientAddr, IpNet, RouteLabel, ServiceApp, TrustedProxies};
+use dure_chassis::http::{IpNet, RouteLabel, ServiceApp, TrustedProxies};
 use dure_chassis::resilience::{Breaker, BreakerSettings, Bulkhead, Outcome, RetryBudget};
 use dure_chassis::service::{ServiceArgs, ServiceSettings};
 use dure_contracts::registry::Descriptor;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use rate_limit::{Limit, RateLimiter};
 use std::collections::HashMap;
 use std::future::Future;
@@ -288,7 +288,7 @@ pub struct Gateway {
     shared: Arc<Shared>,
     /// Ready once discovery delivered its first catalog.
     catalog_loaded: dure_chassis::http::Readiness,
-    client: Client<HttpConnector, Body>,
+    pool: Arc<pool::Pool>,
 }
 
 pub struct Shared {
@@ -320,16 +320,6 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-fn upstream_client(config: &Config) -> Client<HttpConnector, Body> {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(config.connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .build(connector)
-}
-
 impl Gateway {
     /// Connects what the gateway needs and starts following the catalog.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
@@ -351,7 +341,7 @@ impl Gateway {
         };
         let gateway = Self {
             catalog_loaded: directory.readiness(),
-            client: upstream_client(&config),
+            pool: Arc::new(pool::Pool::new(config.connect_timeout)),
             shared: Arc::new(Shared {
                 guards: std::sync::Mutex::new(HashMap::new()),
                 retry_budget: RetryBudget::default(),
@@ -374,7 +364,7 @@ impl Gateway {
         Self {
             shared: self.shared.clone(),
             catalog_loaded: self.catalog_loaded.clone(),
-            client: upstream_client(&self.config),
+            pool: Arc::new(pool::Pool::new(self.config.connect_timeout)),
         }
     }
 
@@ -409,7 +399,7 @@ impl Gateway {
             .clone()
     }
 
-    fn upstreams(&self) -> Arc<Upstreams> {
+    pub(crate) fn upstreams(&self) -> Arc<Upstreams> {
         self.shared
             .upstreams
             .read()
@@ -417,15 +407,14 @@ impl Gateway {
             .unwrap_or_default()
     }
 
-    /// The gateway's HTTP surface, before discovery wiring.
+    /// The gateway's own routes, before discovery wiring; [`edge`] sends
+    /// every other request to the proxy.
     pub fn service_app(&self) -> ServiceApp {
         let api = Router::new()
             .route("/api/openapi.json", get(merged_openapi))
             .route("/api/home", get(home::home))
-            .fallback(route_request)
             .with_state(self.clone());
         ServiceApp::new(api)
-            .own_fallback()
             .body_limit(self.config.body_limit)
             .trusted_proxies(self.config.service.trusted_proxies.clone())
             .readiness(self.catalog_loaded.clone())
@@ -436,31 +425,26 @@ async fn merged_openapi(State(gateway): State<Gateway>) -> Response {
     axum::Json(openapi::merged(&gateway).await).into_response()
 }
 
-/// Every request that is not the gateway's own: limit, route, check, forward.
-async fn route_request(
-    State(gateway): State<Gateway>,
-    ClientAddr(client): ClientAddr,
-    request: Request,
-) -> Response {
-    match handle(&gateway, client, request).await {
-        Ok(response) => response,
-        Err(err) => err.into_response(),
-    }
-}
-
+/// Every request that is not the gateway's own: limit, route, check,
+/// forward. `client` is who asked (behind trusted proxies), `peer` the
+/// connection's other end.
 async fn handle(
     gateway: &Gateway,
-    client: Option<IpAddr>,
+    upstreams: Arc<Upstreams>,
+    client: IpAddr,
+    peer: &proxy::Peer,
     request: Request,
 ) -> Result<Response, ApiError> {
-    handle_within(gateway, client, request, None).await
+    handle_within(gateway, upstreams, Some(client), Some(peer), request, None).await
 }
 
 /// Like [`handle`], with a tighter deadline than the route's own timeout
 /// (for the parts of a composed page).
 pub(crate) async fn handle_within(
     gateway: &Gateway,
+    upstreams: Arc<Upstreams>,
     client: Option<IpAddr>,
+    peer: Option<&proxy::Peer>,
     request: Request,
     deadline: Option<Duration>,
 ) -> Result<Response, ApiError> {
@@ -473,7 +457,6 @@ pub(crate) async fn handle_within(
             retry_after: wait,
         });
     }
-    let upstreams = gateway.upstreams();
     let (prefix, service) = upstreams
         .matching(request.uri().path())
         .ok_or(GatewayError::NoRoute)?;
@@ -483,10 +466,6 @@ pub(crate) async fn handle_within(
     if let Some(token) = dure_chassis::auth::bearer_token(&parts)? {
         gateway.verifier.verify(token).await?;
     }
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
     let request = Request::from_parts(parts, body);
     let endpoints = upstreams.endpoints(&service);
     if endpoints.is_empty() {
@@ -582,13 +561,8 @@ pub async fn run(
                     let stopped = async move {
                         let _ = stopping.wait_for(|stopping| *stopping).await;
                     };
-                    dure_chassis::http::serve(
-                        listener,
-                        gateway.service_app().into_router(),
-                        stopped,
-                        grace,
-                    )
-                    .await?;
+                    let router = gateway.service_app().into_router();
+                    edge::serve(listener, gateway, router, stopped, grace).await?;
                     Ok(())
                 })
             })
@@ -601,13 +575,15 @@ pub async fn run(
         shutdown.await;
         stopping_tx.send_replace(true);
     };
-    dure_chassis::service::serve(
+    let grace = config.service.shutdown_grace;
+    let own = gateway.clone();
+    dure_chassis::service::serve_with(
         descriptor(),
-        &config.service,
         &config.discovery,
         gateway.service_app(),
         listener,
         stop_workers,
+        move |listener, router, stopped| edge::serve(listener, own, router, stopped, grace),
     )
     .await
     .context("serving HTTP")?;

@@ -8,6 +8,7 @@
 //! because the instance died) is retried once on another instance when that
 //! is safe: an idempotent method with no body.
 
+use crate::pool::SendError;
 use crate::upstreams::{Endpoint, pick};
 use crate::{Gateway, GatewayError};
 use axum::body::Body;
@@ -17,7 +18,7 @@ use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::uri::PathAndQuery;
 use axum::response::Response;
 use dure_chassis::telemetry::trace;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::Limited;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,12 +69,28 @@ fn has_no_body(headers: &HeaderMap) -> bool {
     length_zero && !headers.contains_key(header::TRANSFER_ENCODING)
 }
 
+/// The other end of a client connection, and its address as
+/// `X-Forwarded-For` writes it (made once per connection).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub ip: IpAddr,
+    header: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(ip: IpAddr) -> Self {
+        let header =
+            HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value");
+        Self { ip, header }
+    }
+}
+
 /// Forwards `request` to an instance of `service`.
 pub async fn forward(
     gateway: &Gateway,
     service: &str,
     endpoints: &[Arc<Endpoint>],
-    peer: Option<IpAddr>,
+    peer: Option<&Peer>,
     request: Request,
     deadline: Option<Duration>,
 ) -> Result<Response, GatewayError> {
@@ -99,7 +116,8 @@ pub async fn forward(
     {
         parts.headers.insert(X_FORWARDED_HOST.clone(), host);
     }
-    set_forwarded_for(&mut parts.headers, peer, gateway.config.trusts(peer));
+    let trusted = gateway.config.trusts(peer.map(|p| p.ip));
+    set_forwarded_for(&mut parts.headers, peer, trusted);
     parts
         .headers
         .entry(X_FORWARDED_PROTO.clone())
@@ -158,23 +176,27 @@ pub async fn forward(
 /// Appends the connection's peer to `X-Forwarded-For` when the peer is a
 /// trusted proxy in front of the gateway; otherwise replaces whatever the
 /// client claimed with the peer's address.
-fn set_forwarded_for(headers: &mut HeaderMap, peer: Option<IpAddr>, trusted: bool) {
-    let Some(client) = peer else { return };
-    let prior = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let value = if trusted && !prior.is_empty() {
-        format!("{prior}, {client}")
+fn set_forwarded_for(headers: &mut HeaderMap, peer: Option<&Peer>, trusted: bool) {
+    let Some(peer) = peer else { return };
+    let prior = if trusted {
+        headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ")
     } else {
-        client.to_string()
+        String::new()
     };
-    headers.remove(&X_FORWARDED_FOR);
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR.clone(), value);
-    }
+    let value = if prior.is_empty() {
+        peer.header.clone()
+    } else {
+        match HeaderValue::from_str(&format!("{prior}, {}", peer.ip)) {
+            Ok(value) => value,
+            Err(_) => peer.header.clone(),
+        }
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), value);
 }
 
 enum Attempt {
@@ -201,16 +223,24 @@ async fn send(
     body: Body,
     timeout: Duration,
 ) -> Result<Response, Attempt> {
-    parts.uri = endpoint
-        .uri(path_and_query)
-        .ok_or_else(|| Attempt::Failed(GatewayError::Unreachable("bad upstream address".into())))?;
+    let target = endpoint
+        .target()
+        .and_then(|target| Some((target, target.uri(path_and_query)?, target.host.clone()?)));
+    let Some((target, uri, host)) = target else {
+        return Err(Attempt::Failed(GatewayError::Unreachable(format!(
+            "the address of {} is not a plain http:// URL",
+            endpoint.instance_id
+        ))));
+    };
+    parts.uri = uri;
     parts.version = axum::http::Version::HTTP_11;
+    parts.headers.insert(header::HOST, host);
     let span = upstream_span(&mut parts, endpoint);
     let request = axum::http::Request::from_parts(parts, body);
 
     let _in_flight = endpoint.start();
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(timeout, gateway.client.request(request))
+    let result = tokio::time::timeout(timeout, gateway.pool.send(&target.authority, request))
         .instrument(span.clone())
         .await;
     match &result {
@@ -246,10 +276,7 @@ async fn send(
     }
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(
-        parts,
-        Body::new(body.map_err(axum::Error::new)),
-    ))
+    Ok(Response::from_parts(parts, Body::new(body)))
 }
 
 /// The client span of one upstream call, whose context the request carries
@@ -288,7 +315,10 @@ fn endpoint_failed(endpoint: &Endpoint) {
 
 /// A request body over the limit surfaces as a client error deep in the
 /// chain; anything else is the upstream's failure.
-fn classify(err: hyper_util::client::legacy::Error) -> GatewayError {
+fn classify(err: SendError) -> GatewayError {
+    let SendError::Http(err) = err else {
+        return GatewayError::Unreachable(err.to_string());
+    };
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(cause) = source {
         if cause.is::<http_body_util::LengthLimitError>() {
@@ -324,13 +354,15 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_replaced_unless_trusted() {
-        let client: IpAddr = "203.0.113.5".parse().unwrap();
+        let client = Peer::new("203.0.113.5".parse().unwrap());
         let mut headers = HeaderMap::new();
-        headers.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_static("1.1.1.1"));
-        set_forwarded_for(&mut headers, Some(client), false);
+        headers.append(X_FORWARDED_FOR.clone(), HeaderValue::from_static("1.1.1.1"));
+        headers.append(X_FORWARDED_FOR.clone(), HeaderValue::from_static("2.2.2.2"));
+        set_forwarded_for(&mut headers, Some(&client), false);
+        assert_eq!(headers.get_all(&X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(headers[&X_FORWARDED_FOR], "203.0.113.5");
         headers.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_static("1.1.1.1"));
-        set_forwarded_for(&mut headers, Some(client), true);
+        set_forwarded_for(&mut headers, Some(&client), true);
         assert_eq!(headers[&X_FORWARDED_FOR], "1.1.1.1, 203.0.113.5");
     }
 }

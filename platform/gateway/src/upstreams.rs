@@ -8,8 +8,8 @@
 //! registry's API can never be reached through the gateway, whatever a
 //! registration claims.
 
-use axum::http::Uri;
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
+use axum::http::{HeaderValue, Uri};
 use dure_chassis::resilience::Ejection;
 use dure_contracts::registry::Catalog;
 use std::collections::HashMap;
@@ -26,9 +26,9 @@ pub struct Endpoint {
     in_flight: AtomicUsize,
     /// Taken out of rotation after consecutive failures.
     pub ejection: Ejection,
-    /// Scheme and authority of `address`, when it has no path of its own:
-    /// a request's URI is then made from parts instead of parsed from text.
-    origin: Option<(Scheme, Authority)>,
+    /// Where requests go; `None` when `address` is not a plain `http://`
+    /// URL, the only kind the gateway speaks to instances.
+    target: Option<Target>,
     /// `gateway_upstream_duration_seconds` of the service, looked up once.
     pub duration: metrics::Histogram,
 }
@@ -36,13 +36,17 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn new(service: &str, instance_id: &str, address: &str) -> Self {
         let address = address.trim_end_matches('/').to_owned();
-        let origin = address.parse::<Uri>().ok().and_then(|uri| {
+        let target = address.parse::<Uri>().ok().and_then(|uri| {
             let parts = uri.into_parts();
-            let bare = parts
-                .path_and_query
-                .as_ref()
-                .is_none_or(|pq| pq.as_str() == "/");
-            Some((parts.scheme?, parts.authority?)).filter(|_| bare)
+            let authority = parts.authority?;
+            (parts.scheme? == Scheme::HTTP).then(|| Target {
+                host: HeaderValue::from_str(authority.as_str()).ok(),
+                authority,
+                base: parts
+                    .path_and_query
+                    .map(|pq| pq.path().trim_end_matches('/').to_owned())
+                    .unwrap_or_default(),
+            })
         });
         Self {
             service: service.to_owned(),
@@ -51,21 +55,12 @@ impl Endpoint {
             address,
             in_flight: AtomicUsize::new(0),
             ejection: Ejection::default(),
-            origin,
+            target,
         }
     }
 
-    /// The URI of `path_and_query` on this instance.
-    pub fn uri(&self, path_and_query: &PathAndQuery) -> Option<Uri> {
-        match &self.origin {
-            Some((scheme, authority)) => Uri::builder()
-                .scheme(scheme.clone())
-                .authority(authority.clone())
-                .path_and_query(path_and_query.clone())
-                .build()
-                .ok(),
-            None => format!("{}{path_and_query}", self.address).parse().ok(),
-        }
+    pub fn target(&self) -> Option<&Target> {
+        self.target.as_ref()
     }
 
     pub fn in_flight(&self) -> usize {
@@ -76,6 +71,26 @@ impl Endpoint {
     pub fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
+    }
+}
+
+/// An instance's `host:port`, and the path its address starts with, if any.
+#[derive(Debug)]
+pub struct Target {
+    pub authority: Authority,
+    /// `Host` of the requests sent to it.
+    pub host: Option<HeaderValue>,
+    base: String,
+}
+
+impl Target {
+    /// The request target (origin form) of `path_and_query` on the instance.
+    pub fn uri(&self, path_and_query: &PathAndQuery) -> Option<Uri> {
+        if self.base.is_empty() {
+            Some(Uri::from(path_and_query.clone()))
+        } else {
+            format!("{}{path_and_query}", self.base).parse().ok()
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! the left of it were written by the client and can be anything.
 
 use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -96,6 +97,19 @@ impl TrustedProxies {
         self.0.iter().any(|net| net.contains(ip))
     }
 
+    /// The client behind `peer`, given the request's headers.
+    pub fn client_of(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if self.0.is_empty() {
+            return canonical(peer);
+        }
+        let forwarded: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        self.client(peer, &forwarded)
+    }
+
     /// The client behind `peer`, given the request's `X-Forwarded-For` values.
     pub fn client(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
         if !self.trusts(peer) {
@@ -133,13 +147,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
             .get::<TrustedProxies>()
             .cloned()
             .unwrap_or_default();
-        let forwarded: Vec<&str> = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        Ok(Self(Some(proxies.client(peer.ip(), &forwarded))))
+        Ok(Self(Some(proxies.client_of(peer.ip(), &parts.headers))))
     }
 }
 

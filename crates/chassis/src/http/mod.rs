@@ -52,8 +52,6 @@ pub struct ServiceApp {
     registered: Option<watch::Receiver<bool>>,
     body_limit: usize,
     trusted_proxies: TrustedProxies,
-    /// The API router brings its own fallback (the gateway's proxy).
-    own_fallback: bool,
 }
 
 impl ServiceApp {
@@ -66,7 +64,6 @@ impl ServiceApp {
             registered: None,
             body_limit: DEFAULT_BODY_LIMIT,
             trusted_proxies: TrustedProxies::default(),
-            own_fallback: false,
         }
     }
 
@@ -99,12 +96,6 @@ impl ServiceApp {
         self
     }
 
-    /// Keep the API router's fallback instead of answering 404 problems.
-    pub fn own_fallback(mut self) -> Self {
-        self.own_fallback = true;
-        self
-    }
-
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
         self
@@ -132,11 +123,9 @@ impl ServiceApp {
                 }),
             );
         }
-        if !self.own_fallback {
-            api = api
-                .fallback(not_found)
-                .method_not_allowed_fallback(method_not_allowed);
-        }
+        api = api
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed);
         api.route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),

@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use crate::telemetry::trace;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
@@ -35,90 +35,138 @@ const QUIET_ROUTES: &[&str] = &[
     "/v1/prometheus-targets",
 ];
 
+/// The middleware form of [`Observation`], for axum routers: the route is
+/// the router's template.
 pub async fn observe(mut request: Request, next: Next) -> Response {
-    let request_id = request
-        .headers()
-        .get(&REQUEST_ID)
-        .filter(|value| is_sane_request_id(value))
-        .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&new_request_id().to_string())
-                .expect("a UUID is a valid header value")
-        });
-    request
-        .headers_mut()
-        .insert(REQUEST_ID.clone(), request_id.clone());
-
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |path| path.as_str())
         .to_owned();
-    let method = request.method().as_str().to_owned();
-    let id = request_id.to_str().unwrap_or_default().to_owned();
-    // Field names follow OpenTelemetry's semantic conventions, so one set
-    // serves both the log line and the exported span. Probes' spans are
-    // debug: neither logged nor exported at the default level.
-    let span = trace::with_parent_from_headers(request.headers(), || {
-        if QUIET_ROUTES.contains(&route.as_str()) {
-            tracing::debug_span!(
-                "request",
-                http.request.method = %method,
-                http.route = %route,
-                request_id = %id,
-            )
-        } else {
-            tracing::info_span!(
-                "request",
-                otel.name = %format_args!("{method} {route}"),
-                otel.kind = "server",
-                otel.status_code = tracing::field::Empty,
-                http.request.method = %method,
-                http.route = %route,
-                http.response.status_code = tracing::field::Empty,
-                request_id = %id,
-            )
-        }
-    });
+    let observation = Observation::begin(&mut request, route);
+    let response = next
+        .run(request)
+        .instrument(observation.span().clone())
+        .await;
+    observation.finish(response)
+}
 
-    let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
-    let elapsed = started.elapsed();
-    response
-        .headers_mut()
-        .insert(REQUEST_ID.clone(), request_id);
+/// One request's bookkeeping, from its head arriving to its response head
+/// leaving: the request id, the span, the log line and the RED metrics.
+/// [`observe`] wraps a router in it; a server that routes by itself (the
+/// gateway's proxy) calls [`begin`](Self::begin) and
+/// [`finish`](Self::finish) around its handler.
+pub struct Observation {
+    span: tracing::Span,
+    request_id: HeaderValue,
+    method: Method,
+    route: String,
+    started: Instant,
+}
 
-    let label = response
-        .extensions()
-        .get::<RouteLabel>()
-        .map(|label| label.0.clone());
-    let status = response.status().as_u16();
-    if !span.is_disabled() {
-        span.record("http.response.status_code", status);
-        if status >= 500 {
-            span.record("otel.status_code", "error");
-        }
-        if let Some(label) = &label {
-            span.record("http.route", label.as_str());
-            span.record("otel.name", format!("{method} {label}"));
+impl Observation {
+    /// Gives `request` its request id and opens its span under `route`.
+    pub fn begin<B>(request: &mut axum::http::Request<B>, route: String) -> Self {
+        let request_id = request
+            .headers()
+            .get(&REQUEST_ID)
+            .filter(|value| is_sane_request_id(value))
+            .cloned()
+            .unwrap_or_else(|| {
+                HeaderValue::from_str(&new_request_id().to_string())
+                    .expect("a UUID is a valid header value")
+            });
+        request
+            .headers_mut()
+            .insert(REQUEST_ID.clone(), request_id.clone());
+        let method = request.method().clone();
+        let id = request_id.to_str().unwrap_or_default();
+        // Field names follow OpenTelemetry's semantic conventions, so one set
+        // serves both the log line and the exported span. Probes' spans are
+        // debug: neither logged nor exported at the default level.
+        let span = trace::with_parent_from_headers(request.headers(), || {
+            if QUIET_ROUTES.contains(&route.as_str()) {
+                tracing::debug_span!(
+                    "request",
+                    http.request.method = %method,
+                    http.route = %route,
+                    request_id = %id,
+                )
+            } else {
+                tracing::info_span!(
+                    "request",
+                    otel.name = %format_args!("{method} {route}"),
+                    otel.kind = "server",
+                    otel.status_code = tracing::field::Empty,
+                    http.request.method = %method,
+                    http.route = %route,
+                    http.response.status_code = tracing::field::Empty,
+                    request_id = %id,
+                )
+            }
+        });
+        Self {
+            span,
+            request_id,
+            method,
+            route,
+            started: Instant::now(),
         }
     }
-    let route = label.unwrap_or(route);
-    // Microsecond precision is plenty for a log line.
-    let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
-    span.in_scope(|| {
-        if QUIET_ROUTES.contains(&route.as_str()) {
-            tracing::debug!(status, latency_ms, "request");
-        } else if status >= 500 {
-            tracing::warn!(status, latency_ms, "request");
-        } else {
-            tracing::info!(status, latency_ms, "request");
+
+    /// The request's span: run its handling inside it.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// Echoes the request id on `response`, then records the status, the
+    /// log line and the metrics, under the response's [`RouteLabel`] if it
+    /// has one.
+    pub fn finish(self, mut response: Response) -> Response {
+        let Self {
+            span,
+            request_id,
+            method,
+            route,
+            started,
+        } = self;
+        let elapsed = started.elapsed();
+        response
+            .headers_mut()
+            .insert(REQUEST_ID.clone(), request_id);
+
+        let label = response
+            .extensions_mut()
+            .remove::<RouteLabel>()
+            .map(|label| label.0);
+        let status = response.status().as_u16();
+        if !span.is_disabled() {
+            span.record("http.response.status_code", status);
+            if status >= 500 {
+                span.record("otel.status_code", "error");
+            }
+            if let Some(label) = label.as_ref().filter(|label| **label != route) {
+                span.record("http.route", label.as_str());
+                span.record("otel.name", format!("{method} {label}"));
+            }
         }
-    });
-    let (requests, duration) = red_metrics(&method, route, status);
-    requests.increment(1);
-    duration.record(elapsed.as_secs_f64());
-    response
+        let route = label.unwrap_or(route);
+        // Microsecond precision is plenty for a log line.
+        let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+        span.in_scope(|| {
+            if QUIET_ROUTES.contains(&route.as_str()) {
+                tracing::debug!(status, latency_ms, "request");
+            } else if status >= 500 {
+                tracing::warn!(status, latency_ms, "request");
+            } else {
+                tracing::info!(status, latency_ms, "request");
+            }
+        });
+        let (requests, duration) = red_metrics(method.as_str(), route, status);
+        requests.increment(1);
+        duration.record(elapsed.as_secs_f64());
+        response
+    }
 }
 
 /// Most routes see a handful of method and status pairs.

@@ -2,6 +2,7 @@
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
@@ -120,7 +121,9 @@ pub fn registry_discovery(registry: &str) -> DiscoverySettings {
 }
 
 /// An upstream service instance: `/api/echo` (any method) answers with its
-/// name and the request's headers; `/api/slow` takes two seconds;
+/// name, the request's headers and the address the connection came from,
+/// and with `?close` closes the connection after answering; `/api/slow`
+/// takes two seconds;
 /// `/api/events` streams two server-sent events 500 ms apart.
 pub struct Upstream {
     pub part: Part,
@@ -131,7 +134,11 @@ pub async fn start_upstream(registry: &str, instance: &str) -> Upstream {
     let hits = Arc::new(AtomicUsize::new(0));
     let name = instance.to_owned();
     let counter = hits.clone();
-    let echo = move |method: axum::http::Method, headers: HeaderMap, body: String| {
+    let echo = move |method: axum::http::Method,
+                     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                     uri: axum::http::Uri,
+                     headers: HeaderMap,
+                     body: String| {
         let name = name.clone();
         counter.fetch_add(1, Ordering::SeqCst);
         async move {
@@ -139,9 +146,16 @@ pub async fn start_upstream(registry: &str, instance: &str) -> Upstream {
                 .iter()
                 .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or_default())))
                 .collect();
-            axum::Json(
-                json!({"instance": name, "method": method.as_str(), "headers": headers, "body_len": body.len()}),
-            )
+            let answer = axum::Json(json!({
+                "instance": name,
+                "method": method.as_str(),
+                "headers": headers,
+                "body_len": body.len(),
+                "peer": peer.to_string(),
+            }));
+            let close = uri.query().is_some_and(|q| q.contains("close"));
+            let connection = if close { "close" } else { "keep-alive" };
+            ([(axum::http::header::CONNECTION, connection)], answer)
         }
     };
     let router = Router::new()

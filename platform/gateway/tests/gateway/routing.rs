@@ -103,6 +103,57 @@ async fn forwarded_headers_are_set_and_hop_by_hop_ones_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_and_closed_ones_replaced() {
+    let (_registry, _upstreams, gateway) = setup(|_| {}).await;
+    let client = reqwest::Client::new();
+    let echo = |query: &'static str| {
+        let request = client.get(format!("{}/api/echo{query}", gateway.url()));
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let body: Value = response.json().await.unwrap();
+            (
+                body["instance"].as_str().unwrap().to_owned(),
+                body["peer"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    // One request at a time: each instance sees one keep-alive connection,
+    // also across a HEAD, whose empty body hands its connection back too.
+    let mut peers: HashMap<String, Vec<String>> = HashMap::new();
+    for round in 0..20 {
+        if round == 10 {
+            let head = client
+                .head(format!("{}/api/echo", gateway.url()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(head.status(), StatusCode::OK);
+        }
+        let (instance, peer) = echo("").await;
+        peers.entry(instance).or_default().push(peer);
+    }
+    for (instance, seen) in &peers {
+        assert!(
+            seen.iter().all(|peer| *peer == seen[0]),
+            "{instance} saw several connections: {seen:?}"
+        );
+    }
+    // An instance that closes its connection after answering: the next
+    // request gets a new connection, and no client sees an error.
+    let mut after_close = Vec::new();
+    for _ in 0..10 {
+        let (closed_by, closed_peer) = echo("?close").await;
+        let (instance, peer) = echo("").await;
+        if instance == closed_by {
+            after_close.push(peer != closed_peer);
+        }
+    }
+    assert!(!after_close.is_empty());
+    assert!(after_close.iter().all(|new| *new), "{after_close:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_is_retried_on_another_instance_when_one_dies() {
     let (_registry, mut upstreams, gateway) = setup(|_| {}).await;
     // Killed: its lease lingers, so the gateway still picks it at times.
