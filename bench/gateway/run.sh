@@ -6,7 +6,9 @@
 # third one exporting a 10 % head sample (OTEL_TRACES_SAMPLER=
 # parentbased_traceidratio). Prints requests/s and p99 latency of each and
 # the ratios gateway/direct, gateway/nginx, traced/gateway and
-# sampled/gateway, at full load and at a fixed moderate rate. Everything
+# sampled/gateway, at full load and at a fixed moderate rate, and the CPU
+# time each target's processes spent per request at full load (a steadier
+# figure than requests/s when everything shares a few cores). Everything
 # runs on loopback and stops by itself.
 #
 #   bash bench/gateway/run.sh            # 10 s per run
@@ -64,12 +66,14 @@ wait_http() {
 
 "$TARGET/release/examples/bench_upstream" "127.0.0.1:$UPSTREAM_PORT" &
 PIDS+=($!)
+UPSTREAM_PID=$!
 wait_http "http://127.0.0.1:$UPSTREAM_PORT/api/bench"
 
 env RUST_LOG=warn DURE_LOG_FORMAT=json $EXTRA_GATEWAY_ENV "$TARGET/release/dure" run gateway \
   --listen "127.0.0.1:$GATEWAY_PORT" --peers "bench=http://127.0.0.1:$UPSTREAM_PORT" --rate-limit 0 \
   > "$WORK/gateway.log" 2>&1 &
 PIDS+=($!)
+GATEWAY_PID=$!
 wait_http "http://127.0.0.1:$GATEWAY_PORT/api/bench"
 
 # The same gateway with trace export on: every request is sampled and its
@@ -80,6 +84,7 @@ env RUST_LOG=warn DURE_LOG_FORMAT=json $EXTRA_GATEWAY_ENV \
   --listen "127.0.0.1:$TRACED_PORT" --peers "bench=http://127.0.0.1:$UPSTREAM_PORT" --rate-limit 0 \
   > "$WORK/traced.log" 2>&1 &
 PIDS+=($!)
+TRACED_PID=$!
 wait_http "http://127.0.0.1:$TRACED_PORT/api/bench"
 env RUST_LOG=warn DURE_LOG_FORMAT=json $EXTRA_GATEWAY_ENV \
   OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$UPSTREAM_PORT" \
@@ -88,6 +93,7 @@ env RUST_LOG=warn DURE_LOG_FORMAT=json $EXTRA_GATEWAY_ENV \
   --listen "127.0.0.1:$SAMPLED_PORT" --peers "bench=http://127.0.0.1:$UPSTREAM_PORT" --rate-limit 0 \
   > "$WORK/sampled.log" 2>&1 &
 PIDS+=($!)
+SAMPLED_PID=$!
 wait_http "http://127.0.0.1:$SAMPLED_PORT/api/bench"
 
 cat > "$WORK/nginx.conf" <<NGINX
@@ -119,14 +125,29 @@ cat > "$WORK/paced.lua" <<LUA
 function delay() return $RATE_DELAY_MS end
 LUA
 
-# Prints "requests/s p99_ms" for one wrk run.
+# CPU time (user + system, in clock ticks) the processes PIDS have used.
+cpu_ticks() {
+  local total=0 pid
+  for pid in $1; do
+    total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat") ))
+  done
+  echo "$total"
+}
+
+# Prints "requests/s p99_ms cpu_us_per_request" for one wrk run; the CPU is
+# that of the processes PIDS (the target) over the run.
 measure() {
-  local out
+  local pids=$1; shift
+  local out before after
+  before=$(cpu_ticks "$pids")
   out=$(wrk "$@" --latency 2>&1)
-  local rps p99
+  after=$(cpu_ticks "$pids")
+  local rps p99 requests
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' <<<"$out")
-  echo "$rps $p99"
+  awk -v r="$rps" -v p="$p99" -v t=$(( after - before )) -v n="$requests" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN {printf "%s %s %.2f\n", r, p, t / hz * 1e6 / n}'
 }
 
 # Rounds alternate the targets, so that noise from the rest of the machine
@@ -140,27 +161,27 @@ for round in $(seq 1 "$ROUNDS"); do
   for i in "${!TARGETS[@]}"; do
     target=${TARGETS[$(( (i + round - 1) % ${#TARGETS[@]} ))]}
     case $target in
-      direct) port=$UPSTREAM_PORT ;;
-      gateway) port=$GATEWAY_PORT ;;
-      nginx) port=$NGINX_PORT ;;
-      traced) port=$TRACED_PORT ;;
-      sampled) port=$SAMPLED_PORT ;;
+      direct) port=$UPSTREAM_PORT pids=$UPSTREAM_PID ;;
+      gateway) port=$GATEWAY_PORT pids=$GATEWAY_PID ;;
+      nginx) port=$NGINX_PORT pids=$(pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' ') ;;
+      traced) port=$TRACED_PORT pids=$TRACED_PID ;;
+      sampled) port=$SAMPLED_PORT pids=$SAMPLED_PID ;;
     esac
     url="http://127.0.0.1:$port/api/bench"
     [ "$round" = 1 ] && wrk -t2 -c"$CONNECTIONS" -d2s "$url" >/dev/null 2>&1 # warm up pools
-    RUNS[$target,full]+="$(measure -t2 -c"$CONNECTIONS" -d"$DURATION" "$url")"$'\n'
-    RUNS[$target,paced]+="$(measure -t2 -c"$RATE_CONNECTIONS" -d"$DURATION" -s "$WORK/paced.lua" "$url")"$'\n'
+    RUNS[$target,full]+="$(measure "$pids" -t2 -c"$CONNECTIONS" -d"$DURATION" "$url")"$'\n'
+    RUNS[$target,paced]+="$(measure "$pids" -t2 -c"$RATE_CONNECTIONS" -d"$DURATION" -s "$WORK/paced.lua" "$url")"$'\n'
   done
   echo "round $round of $ROUNDS done" >&2
 done
 
-# median COLUMN (1 = req/s, 2 = p99) of a target's runs
+# median COLUMN (1 = req/s, 2 = p99, 3 = CPU µs per request) of a target's runs
 median() { sed '/^$/d' <<<"${RUNS[$1,$2]}" | awk -v c="$3" '{print $c}' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
-printf '\n%-9s %14s %10s   %18s %10s\n' "target" "full req/s" "p99 ms" "paced req/s" "p99 ms"
+printf '\n%-9s %14s %10s %12s   %18s %10s\n' "target" "full req/s" "p99 ms" "CPU us/req" "paced req/s" "p99 ms"
 for target in direct gateway nginx traced sampled; do
-  printf '%-9s %14.0f %10.2f   %18.0f %10.2f\n' "$target" "$(median $target full 1)" "$(median $target full 2)" \
-    "$(median $target paced 1)" "$(median $target paced 2)"
+  printf '%-9s %14.0f %10.2f %12.2f   %18.0f %10.2f\n' "$target" "$(median $target full 1)" "$(median $target full 2)" \
+    "$(median $target full 3)" "$(median $target paced 1)" "$(median $target paced 2)"
 done
 awk -v g="$(median gateway full 1)" -v d="$(median direct full 1)" -v n="$(median nginx full 1)" \
     -v t="$(median traced full 1)" -v s="$(median sampled full 1)" \
@@ -172,4 +193,5 @@ awk -v g="$(median gateway full 1)" -v d="$(median direct full 1)" -v n="$(media
   printf "paced p99 gateway - direct: %.2f ms   (target <= 1 ms)\n", gp - dp
 }'
 echo "OTLP bytes the traced gateways exported: $(curl -sf "http://127.0.0.1:$UPSTREAM_PORT/v1/traces/received-bytes")"
+echo "(CPU us/req: user + system time of the target's own processes per request at full load: the upstream's for direct, nginx's workers', each gateway's)"
 echo "(medians of $ROUNDS rounds; load: wrk -t2 -c$CONNECTIONS -d$DURATION; paced: -c$RATE_CONNECTIONS, ${RATE_DELAY_MS} ms between requests per connection)"
