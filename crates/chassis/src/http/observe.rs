@@ -88,9 +88,9 @@ impl Observation {
             if QUIET_ROUTES.contains(&route.as_str()) {
                 tracing::debug_span!(
                     "request",
-                    http.request.method = %method,
-                    http.route = %route,
-                    request_id = %id,
+                    http.request.method = method.as_str(),
+                    http.route = route.as_str(),
+                    request_id = id,
                 )
             } else {
                 tracing::info_span!(
@@ -98,10 +98,10 @@ impl Observation {
                     otel.name = %format_args!("{method} {route}"),
                     otel.kind = "server",
                     otel.status_code = tracing::field::Empty,
-                    http.request.method = %method,
-                    http.route = %route,
+                    http.request.method = method.as_str(),
+                    http.route = route.as_str(),
                     http.response.status_code = tracing::field::Empty,
-                    request_id = %id,
+                    request_id = id,
                 )
             }
         });

@@ -124,7 +124,9 @@ where
         let context = parent.with_span(self.tracer.build_with_context(builder, &parent));
         let otel = context.span();
         if otel.is_recording() {
-            attrs.record(&mut FieldRecorder(&otel));
+            let mut fields = FieldRecorder::new(&otel);
+            attrs.record(&mut fields);
+            fields.flush();
         }
         span.extensions_mut().insert(Exported(context));
     }
@@ -137,7 +139,9 @@ where
         if let Some(Exported(context)) = extensions.get::<Exported>() {
             let otel = context.span();
             if otel.is_recording() {
-                values.record(&mut FieldRecorder(&otel));
+                let mut fields = FieldRecorder::new(&otel);
+                values.record(&mut fields);
+                fields.flush();
             }
         }
     }
@@ -207,20 +211,38 @@ fn span_kind(name: &str) -> SpanKind {
     }
 }
 
-/// Writes a span's fields onto its recording OpenTelemetry span.
-struct FieldRecorder<'a, 'c>(&'a SpanRef<'c>);
+/// Writes a span's fields onto its recording OpenTelemetry span: the
+/// attributes in one go when [`flush`](Self::flush)ed, since each write
+/// locks the span.
+struct FieldRecorder<'a, 'c> {
+    span: &'a SpanRef<'c>,
+    attributes: Vec<KeyValue>,
+}
 
-impl FieldRecorder<'_, '_> {
+impl<'a, 'c> FieldRecorder<'a, 'c> {
+    fn new(span: &'a SpanRef<'c>) -> Self {
+        Self {
+            span,
+            attributes: Vec::new(),
+        }
+    }
+
     fn set(&mut self, field: &Field, value: Value) {
         match field.name() {
-            "otel.name" => self.0.update_name(value.as_str().into_owned()),
+            "otel.name" => self.span.update_name(value.as_str().into_owned()),
             "otel.kind" => {}
             "otel.status_code" => match value.as_str().as_ref() {
-                "error" | "ERROR" => self.0.set_status(Status::error("")),
-                "ok" | "OK" => self.0.set_status(Status::Ok),
+                "error" | "ERROR" => self.span.set_status(Status::error("")),
+                "ok" | "OK" => self.span.set_status(Status::Ok),
                 _ => {}
             },
-            name => self.0.set_attribute(KeyValue::new(name, value)),
+            name => self.attributes.push(KeyValue::new(name, value)),
+        }
+    }
+
+    fn flush(self) {
+        if !self.attributes.is_empty() {
+            self.span.set_attributes(self.attributes);
         }
     }
 }
