@@ -141,13 +141,15 @@ impl Connection {
             .service
             .trusted_proxies
             .client_of(self.peer.ip(), request.headers());
-        let handling = crate::handle(
+        // Boxed once here: the proxy's future is several kilobytes, and
+        // every wrapper around it, and hyper's own box, would copy it again.
+        let handling = Box::pin(crate::handle(
             &self.gateway,
             upstreams,
             client,
             &self.forwarded_for,
             request,
-        );
+        ));
         let handled = AssertUnwindSafe(handling)
             .catch_unwind()
             .instrument(observation.span().clone())

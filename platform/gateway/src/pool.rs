@@ -114,14 +114,15 @@ impl Pool {
     /// An idle connection to `authority` that can take a request now.
     async fn checkout(&self, authority: &Authority) -> Option<SendRequest<Body>> {
         loop {
-            let Idle { mut sender, since } = self
+            // Expired ones are the sweeper's; a closed one is found here.
+            let Idle { mut sender, .. } = self
                 .shared
                 .idle
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .get_mut(authority)?
                 .pop()?;
-            if sender.is_closed() || since.elapsed() > IDLE_TIMEOUT {
+            if sender.is_closed() {
                 continue;
             }
             if sender.is_ready() {
