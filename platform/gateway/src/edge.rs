@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use dure_chassis::http::observe::{Observation, panic_to_problem};
 use futures_util::FutureExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
@@ -52,7 +52,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1, as every dure service speaks; the proxy passes no upgrades.
+    let builder = http1::Builder::new();
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -76,10 +77,7 @@ pub async fn serve(
             forwarded_for: Peer::new(peer.ip()),
         });
         let service = hyper::service::service_fn(move |request| connection.clone().call(request));
-        let serving = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let serving = graceful.watch(serving);
+        let serving = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // A client that goes away mid-request is not the gateway's error.
             let _ = serving.await;
