@@ -288,7 +288,7 @@ pub struct Gateway {
     shared: Arc<Shared>,
     /// Ready once discovery delivered its first catalog.
     catalog_loaded: dure_chassis::http::Readiness,
-    pool: Arc<pool::Pool>,
+    pool: pool::Pool,
 }
 
 pub struct Shared {
@@ -341,7 +341,7 @@ impl Gateway {
         };
         let gateway = Self {
             catalog_loaded: directory.readiness(),
-            pool: Arc::new(pool::Pool::new(config.connect_timeout)),
+            pool: pool::Pool::new(config.connect_timeout),
             shared: Arc::new(Shared {
                 guards: std::sync::Mutex::new(HashMap::new()),
                 retry_budget: RetryBudget::default(),
@@ -364,7 +364,7 @@ impl Gateway {
         Self {
             shared: self.shared.clone(),
             catalog_loaded: self.catalog_loaded.clone(),
-            pool: Arc::new(pool::Pool::new(self.config.connect_timeout)),
+            pool: pool::Pool::new(self.config.connect_timeout),
         }
     }
 

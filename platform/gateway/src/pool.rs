@@ -46,7 +46,8 @@ impl std::fmt::Display for SendError {
     }
 }
 
-/// The connections of one worker thread.
+/// The connections of one worker thread (clones share them).
+#[derive(Clone)]
 pub struct Pool {
     shared: Arc<Shared>,
 }

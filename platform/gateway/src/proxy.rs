@@ -199,10 +199,8 @@ fn set_forwarded_for(headers: &mut HeaderMap, peer: Option<&Peer>, trusted: bool
     let value = if prior.is_empty() {
         peer.header.clone()
     } else {
-        match HeaderValue::from_str(&format!("{prior}, {}", peer.ip)) {
-            Ok(value) => value,
-            Err(_) => peer.header.clone(),
-        }
+        HeaderValue::from_str(&format!("{prior}, {}", peer.ip))
+            .unwrap_or_else(|_| peer.header.clone())
     };
     headers.insert(X_FORWARDED_FOR.clone(), value);
 }
@@ -233,8 +231,8 @@ async fn send(
 ) -> Result<Response, Attempt> {
     let target = endpoint
         .target()
-        .and_then(|target| Some((target, target.uri(path_and_query)?, target.host.clone()?)));
-    let Some((target, uri, host)) = target else {
+        .and_then(|target| Some((target, target.uri(path_and_query)?)));
+    let Some((target, uri)) = target else {
         return Err(Attempt::Failed(GatewayError::Unreachable(format!(
             "the address of {} is not a plain http:// URL",
             endpoint.instance_id
@@ -242,7 +240,7 @@ async fn send(
     };
     parts.uri = uri;
     parts.version = axum::http::Version::HTTP_11;
-    parts.headers.insert(header::HOST, host);
+    parts.headers.insert(header::HOST, target.host.clone());
     let span = upstream_span(&mut parts, endpoint);
     let request = axum::http::Request::from_parts(parts, body);
 

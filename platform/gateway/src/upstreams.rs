@@ -39,8 +39,9 @@ impl Endpoint {
         let target = address.parse::<Uri>().ok().and_then(|uri| {
             let parts = uri.into_parts();
             let authority = parts.authority?;
+            let host = HeaderValue::from_str(authority.as_str()).ok()?;
             (parts.scheme? == Scheme::HTTP).then(|| Target {
-                host: HeaderValue::from_str(authority.as_str()).ok(),
+                host,
                 authority,
                 base: parts
                     .path_and_query
@@ -79,7 +80,7 @@ impl Endpoint {
 pub struct Target {
     pub authority: Authority,
     /// `Host` of the requests sent to it.
-    pub host: Option<HeaderValue>,
+    pub host: HeaderValue,
     base: String,
 }
 
@@ -135,7 +136,12 @@ impl Upstreams {
                     }
                 }
                 let endpoint = match known.get(instance.instance_id.as_str()) {
-                    Some(endpoint) if endpoint.address == instance.address => Arc::clone(endpoint),
+                    // Kept, with its counters, while the address stays.
+                    Some(endpoint)
+                        if endpoint.address == instance.address.trim_end_matches('/') =>
+                    {
+                        Arc::clone(endpoint)
+                    }
                     _ => Arc::new(Endpoint::new(
                         &service.name,
                         &instance.instance_id,

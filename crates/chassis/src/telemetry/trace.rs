@@ -162,12 +162,7 @@ pub fn current_is_recording() -> bool {
 
 /// Writes the current span's `traceparent` into outgoing request headers.
 pub fn inject_current_headers(headers: &mut axum::http::HeaderMap) {
-    if !exporting() {
-        return;
-    }
-    if let Some(context) = spans::current_context() {
-        TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
-    }
+    inject_headers(&tracing::Span::current(), headers);
 }
 
 /// The current span's trace and span ids in hex, for log lines.
