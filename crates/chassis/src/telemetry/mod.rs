@@ -5,9 +5,11 @@
 //! carrying `trace_id` and `span_id` when traces are exported. `RUST_LOG`
 //! chooses what is shown (default `info`). [`trace`] exports spans over
 //! OTLP/HTTP and carries `traceparent` across processes; the `spans` module
-//! is the layer that turns `tracing` spans into OpenTelemetry spans. Metrics go to a
-//! process-wide Prometheus recorder rendered by `/metrics`.
+//! is the layer that records `tracing` spans for export, and `otlp` the
+//! export itself (sampling, the batch queue, the OTLP encoding). Metrics go
+//! to a process-wide Prometheus recorder rendered by `/metrics`.
 
+mod otlp;
 mod spans;
 pub mod trace;
 
@@ -65,13 +67,13 @@ pub fn init(format: LogFormat, resource: &ServiceResource) -> anyhow::Result<Opt
         install(format, None);
         return Ok(None);
     }
-    let (tracing, tracer) = trace::pipeline(resource)
+    let (tracing, pipeline) = trace::pipeline(resource)
         .map_err(|err| anyhow::anyhow!("cannot export traces as the OTEL_* settings say: {err}"))?;
-    install(format, Some(tracer));
+    install(format, Some(pipeline));
     Ok(Some(tracing))
 }
 
-fn install(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::Tracer>) {
+fn install(format: LogFormat, pipeline: Option<otlp::Pipeline>) {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -97,7 +99,8 @@ fn install(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::Tracer>) 
     };
     // `RUST_LOG` chooses log lines only: quiet logs must not silence traces.
     // Exported are info spans, and warnings and errors as span events.
-    let spans = tracer.map(|tracer| spans::ExportLayer::new(tracer).with_filter(spans::exported()));
+    let spans =
+        pipeline.map(|pipeline| spans::ExportLayer::new(pipeline).with_filter(spans::exported()));
     let _ = tracing_subscriber::registry()
         .with(lines.with_filter(filter))
         .with(spans)

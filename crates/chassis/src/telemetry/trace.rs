@@ -4,20 +4,22 @@
 //! Export is on when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces-only
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; the other standard `OTEL_*`
 //! variables (protocol, headers, timeout, sampler, batch settings, service
-//! name, resource attributes) are read by the OpenTelemetry SDK. When export
-//! is off no OpenTelemetry layer is installed and every helper here returns
+//! name, resource attributes) are read by `super::otlp::settings`. When
+//! export is off no export layer is installed and every helper here returns
 //! at once, so tracing costs nothing.
 //!
-//! Spans go through a batch processor on its own thread with a blocking HTTP
-//! client: a request never waits for an export, and a collector that is down
-//! only costs dropped spans. [`Tracing::shutdown`] flushes what is queued.
+//! Finished spans are queued and sent in batches by a thread of their own:
+//! a request never waits for an export, and a collector that is down only
+//! costs dropped spans. [`Tracing::shutdown`] flushes what is queued.
 
+use super::otlp::Pipeline;
+use super::otlp::batch::{Batcher, Worker};
+use super::otlp::context::SpanContext;
+use super::otlp::encode::Origin;
+use super::otlp::record::Value;
+use super::otlp::settings::Settings;
 use super::spans;
-use opentelemetry::KeyValue;
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static EXPORTING: AtomicBool = AtomicBool::new(false);
@@ -38,13 +40,13 @@ pub struct ServiceResource {
 
 /// The exporting pipeline of a process; flush it with [`shutdown`](Self::shutdown).
 pub struct Tracing {
-    provider: SdkTracerProvider,
+    worker: Worker,
 }
 
 impl Tracing {
-    /// Exports what is still queued, waiting at most the SDK's export timeout.
+    /// Exports what is still queued, waiting at most `OTEL_BSP_EXPORT_TIMEOUT`.
     pub fn shutdown(self) {
-        if let Err(err) = self.provider.shutdown() {
+        if let Err(err) = self.worker.stop() {
             eprintln!("flushing traces at shutdown failed: {err}");
         }
     }
@@ -61,46 +63,55 @@ pub fn export_requested() -> bool {
         && !std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim() == "true")
 }
 
-/// Builds the OTLP/HTTP pipeline. Protobuf unless `OTEL_EXPORTER_OTLP_PROTOCOL`
-/// (or its traces variant) says `http/json`.
-pub(super) fn pipeline(
-    resource: &ServiceResource,
-) -> anyhow::Result<(Tracing, opentelemetry_sdk::trace::Tracer)> {
-    use opentelemetry_otlp::{Protocol, WithExportConfig};
-    let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_http();
-    let protocol_chosen = [
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    ]
-    .iter()
-    .any(|name| std::env::var(name).is_ok());
-    if !protocol_chosen {
-        exporter = exporter.with_protocol(Protocol::HttpBinary);
-    }
-    let exporter = exporter.build()?;
-    // The SDK's own detectors read OTEL_SERVICE_NAME and
-    // OTEL_RESOURCE_ATTRIBUTES; ours fill in what they leave unset.
-    let detected = opentelemetry_sdk::Resource::builder().build();
-    let service_name = detected
-        .get(&opentelemetry::Key::new("service.name"))
-        .map(|v| v.to_string())
-        .filter(|name| !name.starts_with("unknown_service"))
-        .unwrap_or_else(|| resource.name.clone());
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(service_name)
-        .with_attributes([
-            KeyValue::new("service.version", resource.version.clone()),
-            KeyValue::new("service.instance.id", resource.instance_id.clone()),
-        ])
-        .build();
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource)
-        .build();
-    let tracer = provider.tracer("dure");
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+/// Starts the OTLP/HTTP export the `OTEL_*` variables describe, for the
+/// process `resource` names; returns it and what the span layer feeds.
+pub(super) fn pipeline(resource: &ServiceResource) -> anyhow::Result<(Tracing, Pipeline)> {
+    let settings = Settings::from_env().map_err(anyhow::Error::msg)?;
+    let origin = origin(resource, &settings);
+    let batcher = Arc::new(Batcher::new(settings.max_queue, settings.max_batch));
+    let pipeline = Pipeline {
+        sampler: settings.sampler.clone(),
+        batcher: batcher.clone(),
+    };
+    let worker = Worker::start(batcher, settings, origin)?;
     EXPORTING.store(true, Ordering::Relaxed);
-    Ok((Tracing { provider }, tracer))
+    Ok((Tracing { worker }, pipeline))
+}
+
+/// The resource: `OTEL_RESOURCE_ATTRIBUTES`, then the service's name
+/// (unless `OTEL_SERVICE_NAME` or those attributes set one), version and
+/// instance id, and what exported the spans.
+fn origin(resource: &ServiceResource, settings: &Settings) -> Origin {
+    let mut attributes: Vec<(String, Value)> = settings
+        .resource_attributes
+        .iter()
+        .filter(|(key, _)| key != "service.name")
+        .map(|(key, value)| (key.clone(), Value::Str(value.clone())))
+        .collect();
+    let name = settings
+        .service_name
+        .clone()
+        .unwrap_or_else(|| resource.name.clone());
+    for (key, value) in [
+        ("service.name", name),
+        ("service.version", resource.version.clone()),
+        ("service.instance.id", resource.instance_id.clone()),
+        ("telemetry.sdk.name", "dure".to_owned()),
+        ("telemetry.sdk.language", "rust".to_owned()),
+        (
+            "telemetry.sdk.version",
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+    ] {
+        if !attributes.iter().any(|(k, _)| k == key) {
+            attributes.push((key.to_owned(), Value::Str(value)));
+        }
+    }
+    Origin {
+        resource: attributes,
+        scope: "dure",
+        scope_version: env!("CARGO_PKG_VERSION"),
+    }
 }
 
 /// The `traceparent` of the current span, to carry in an event or header.
@@ -108,9 +119,8 @@ pub fn current_traceparent() -> Option<String> {
     if !exporting() {
         return None;
     }
-    let mut carrier = TraceParent(None);
-    TraceContextPropagator::new().inject_context(&spans::current_context()?, &mut carrier);
-    carrier.0
+    let traceparent = spans::current_context()?.traceparent();
+    Some(String::from_utf8_lossy(&traceparent).into_owned())
 }
 
 /// Makes the span `make` creates a child of the context a `traceparent`
@@ -123,14 +133,10 @@ pub fn with_remote_parent(
     if !exporting() {
         return make();
     }
-    let Some(traceparent) = traceparent else {
-        return make();
-    };
-    let context = TraceContextPropagator::new().extract(&TraceParent(Some(traceparent.to_owned())));
-    if !context.span().span_context().is_valid() {
-        return make();
+    match traceparent.and_then(SpanContext::from_traceparent) {
+        Some(parent) => spans::with_remote_parent(parent, make),
+        None => make(),
     }
-    spans::with_remote_parent(context, make)
 }
 
 /// Like [`with_remote_parent`], with the `traceparent` of a request's headers.
@@ -142,22 +148,29 @@ pub fn with_parent_from_headers(
     with_remote_parent(traceparent, make)
 }
 
-/// Writes the `traceparent` (and `tracestate`) of `span` into outgoing
-/// request headers, replacing what was there.
+/// Writes the `traceparent` of `span` into outgoing request headers,
+/// replacing what was there (and dropping a `tracestate` that belonged to
+/// another context).
 pub fn inject_headers(span: &tracing::Span, headers: &mut axum::http::HeaderMap) {
     if !exporting() {
         return;
     }
     if let Some(context) = spans::context_of(span) {
-        TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+        let value = axum::http::HeaderValue::from_bytes(&context.traceparent())
+            .expect("a traceparent is visible ASCII");
+        headers.insert(TRACEPARENT.clone(), value);
+        headers.remove(&TRACESTATE);
     }
 }
+
+static TRACEPARENT: axum::http::HeaderName = axum::http::HeaderName::from_static("traceparent");
+static TRACESTATE: axum::http::HeaderName = axum::http::HeaderName::from_static("tracestate");
 
 /// Whether the current span is being recorded for export (it was sampled).
 /// A client span under an unsampled one would be dropped too: callers skip
 /// making it and pass the current context on instead.
 pub fn current_is_recording() -> bool {
-    exporting() && spans::current_context().is_some_and(|context| context.span().is_recording())
+    exporting() && spans::current_context().is_some_and(|context| context.sampled)
 }
 
 /// Writes the current span's `traceparent` into outgoing request headers.
@@ -171,44 +184,69 @@ pub(super) fn current_ids() -> Option<(String, String)> {
         return None;
     }
     let context = spans::current_context()?;
-    let span = context.span();
-    let ids = span.span_context();
-    ids.is_valid()
-        .then(|| (ids.trace_id().to_string(), ids.span_id().to_string()))
+    Some((context.trace_id_hex(), context.span_id_hex()))
 }
 
-/// A carrier holding just `traceparent`.
-struct TraceParent(Option<String>);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Extractor for TraceParent {
-    fn get(&self, key: &str) -> Option<&str> {
-        (key == "traceparent")
-            .then_some(self.0.as_deref())
-            .flatten()
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        vec!["traceparent"]
-    }
-}
-
-impl Injector for TraceParent {
-    fn set(&mut self, key: &str, value: String) {
-        if key == "traceparent" {
-            self.0 = Some(value);
-        }
-    }
-}
-
-struct HeaderInjector<'a>(&'a mut axum::http::HeaderMap);
-
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            axum::http::HeaderName::from_bytes(key.as_bytes()),
-            axum::http::HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(name, value);
-        }
+    #[test]
+    fn the_resource_names_the_service_unless_the_environment_does() {
+        let resource = ServiceResource {
+            name: "posting".into(),
+            version: "0.1.0".into(),
+            instance_id: "posting-1a2b3c4d".into(),
+        };
+        let settings = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            Settings::from_lookup(|name| {
+                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })
+            .unwrap()
+        };
+        let value = |origin: &Origin, key: &str| {
+            origin
+                .resource
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let plain = origin(
+            &resource,
+            &settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c")]),
+        );
+        assert_eq!(
+            value(&plain, "service.name"),
+            Some(Value::Str("posting".into()))
+        );
+        assert_eq!(
+            value(&plain, "service.instance.id"),
+            Some(Value::Str("posting-1a2b3c4d".into()))
+        );
+        let renamed = origin(
+            &resource,
+            &settings(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                ("OTEL_SERVICE_NAME", "edge"),
+                ("OTEL_RESOURCE_ATTRIBUTES", "service.name=ignored,region=eu"),
+            ]),
+        );
+        assert_eq!(
+            value(&renamed, "service.name"),
+            Some(Value::Str("edge".into()))
+        );
+        assert_eq!(value(&renamed, "region"), Some(Value::Str("eu".into())));
+        assert_eq!(
+            renamed
+                .resource
+                .iter()
+                .filter(|(k, _)| k == "service.name")
+                .count(),
+            1
+        );
     }
 }

@@ -1,0 +1,271 @@
+//! Finished spans wait in one queue; a thread of their own sends them to
+//! the collector in batches. A request only ever pushes onto the queue:
+//! it never waits for an export, and when the collector is slow or down
+//! the queue fills and later spans are dropped (and counted).
+
+use super::encode::{self, Origin};
+use super::record::SpanRecord;
+use super::settings::Settings;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
+use std::time::{Duration, Instant};
+
+/// The queue of finished spans.
+#[derive(Debug)]
+pub struct Batcher {
+    queue: Mutex<Queue>,
+    /// Signalled when a full batch is waiting or the exporter should stop.
+    ready: Condvar,
+    max_queue: usize,
+    max_batch: usize,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    spans: Vec<SpanRecord>,
+    dropped: u64,
+    closing: bool,
+}
+
+impl Batcher {
+    pub fn new(max_queue: usize, max_batch: usize) -> Self {
+        Self {
+            queue: Mutex::new(Queue {
+                spans: Vec::with_capacity(max_batch),
+                ..Queue::default()
+            }),
+            ready: Condvar::new(),
+            max_queue,
+            max_batch,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a finished span, or drops it when the queue is full.
+    pub fn push(&self, span: SpanRecord) {
+        let mut queue = self.lock();
+        if queue.spans.len() >= self.max_queue {
+            queue.dropped += 1;
+            return;
+        }
+        queue.spans.push(span);
+        if queue.spans.len() == self.max_batch {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Everything queued, taken out (tests read spans this way).
+    #[cfg(test)]
+    pub fn take(&self) -> Vec<SpanRecord> {
+        std::mem::take(&mut self.lock().spans)
+    }
+
+    /// Waits until a batch is full, `delay` has passed or the exporter is
+    /// told to stop; returns what is queued, how many spans were dropped
+    /// since the last call, and whether to stop.
+    fn next(&self, delay: Duration) -> (Vec<SpanRecord>, u64, bool) {
+        let deadline = Instant::now() + delay;
+        let mut queue = self.lock();
+        while queue.spans.len() < self.max_batch && !queue.closing {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            queue = self
+                .ready
+                .wait_timeout(queue, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let spans = std::mem::replace(&mut queue.spans, Vec::with_capacity(self.max_batch));
+        (spans, std::mem::take(&mut queue.dropped), queue.closing)
+    }
+
+    fn close(&self) {
+        self.lock().closing = true;
+        self.ready.notify_one();
+    }
+}
+
+/// The export thread; [`stop`](Self::stop) flushes what is queued.
+#[derive(Debug)]
+pub struct Worker {
+    batcher: Arc<Batcher>,
+    stopped: mpsc::Receiver<()>,
+    export_timeout: Duration,
+}
+
+impl Worker {
+    /// Starts exporting what `batcher` queues, as `settings` say.
+    pub fn start(
+        batcher: Arc<Batcher>,
+        settings: Settings,
+        origin: Origin,
+    ) -> std::io::Result<Self> {
+        let (done, stopped) = mpsc::channel();
+        let export_timeout = settings.export_timeout;
+        let queue = batcher.clone();
+        std::thread::Builder::new()
+            .name("trace-export".into())
+            .spawn(move || {
+                export_loop(&queue, &settings, &origin);
+                let _ = done.send(());
+            })?;
+        Ok(Self {
+            batcher,
+            stopped,
+            export_timeout,
+        })
+    }
+
+    /// Exports what is still queued, waiting at most the export timeout.
+    pub fn stop(self) -> Result<(), String> {
+        self.batcher.close();
+        self.stopped.recv_timeout(self.export_timeout).map_err(|_| {
+            format!(
+                "the last spans were not exported within {:?}",
+                self.export_timeout
+            )
+        })
+    }
+}
+
+fn export_loop(batcher: &Batcher, settings: &Settings, origin: &Origin) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("trace export is off: cannot start its runtime: {err}");
+            return;
+        }
+    };
+    let client = match reqwest::Client::builder().timeout(settings.timeout).build() {
+        Ok(client) => client,
+        Err(err) => {
+            eprintln!("trace export is off: cannot make its HTTP client: {err}");
+            return;
+        }
+    };
+    let content_type = if settings.json {
+        "application/json"
+    } else {
+        "application/x-protobuf"
+    };
+    let mut failing = false;
+    loop {
+        let (spans, dropped, closing) = batcher.next(settings.schedule_delay);
+        if dropped > 0 {
+            tracing::warn!(dropped, "trace export queue was full: spans dropped");
+        }
+        for batch in spans.chunks(settings.max_batch) {
+            let body = if settings.json {
+                encode::json(origin, batch)
+            } else {
+                encode::protobuf(origin, batch)
+            };
+            let mut request = client
+                .post(&settings.endpoint)
+                .header("content-type", content_type)
+                .body(body);
+            for (name, value) in &settings.headers {
+                request = request.header(name, value);
+            }
+            let outcome = runtime.block_on(async {
+                let response = request.send().await.map_err(without_url)?;
+                let status = response.status();
+                // Read the answer so that the connection can be reused.
+                let _ = response.bytes().await;
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("the collector answered {status}"))
+                }
+            });
+            // One warning when exporting starts failing, one when it recovers.
+            match outcome {
+                Err(reason) if !failing => {
+                    failing = true;
+                    tracing::warn!(%reason, spans = batch.len(), "trace export failed: spans dropped");
+                }
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("trace export works again");
+                }
+                _ => {}
+            }
+        }
+        if closing {
+            return;
+        }
+    }
+}
+
+/// An HTTP client error without the URL, which may carry credentials.
+fn without_url(err: reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", err.without_url())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::context::SpanContext;
+    use super::super::record::{SpanKind, Status};
+    use super::*;
+
+    fn span(n: u64) -> SpanRecord {
+        SpanRecord {
+            context: SpanContext {
+                trace_id: 1,
+                span_id: n,
+                sampled: true,
+                remote: false,
+            },
+            parent_span_id: 0,
+            parent_is_remote: false,
+            name: "work".into(),
+            kind: SpanKind::Internal,
+            start: 1,
+            end: 2,
+            attributes: Vec::new(),
+            events: Vec::new(),
+            status: Status::Unset,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let batcher = Batcher::new(3, 2);
+        for n in 1..=5 {
+            batcher.push(span(n));
+        }
+        let (spans, dropped, closing) = batcher.next(Duration::ZERO);
+        assert_eq!(spans.len(), 3);
+        assert_eq!((dropped, closing), (2, false));
+        assert_eq!(batcher.next(Duration::ZERO).1, 0);
+    }
+
+    #[test]
+    fn a_full_batch_wakes_the_exporter_before_the_delay() {
+        let batcher = Arc::new(Batcher::new(10, 2));
+        let pusher = batcher.clone();
+        let started = Instant::now();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            pusher.push(span(1));
+            pusher.push(span(2));
+        });
+        let (spans, _, _) = batcher.next(Duration::from_secs(30));
+        assert_eq!(spans.len(), 2);
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,512 @@
+//! OTLP's `ExportTraceServiceRequest`, written straight from span records:
+//! protobuf for `http/protobuf`, JSON for `http/json` (field numbers and
+//! names from opentelemetry-proto's `trace/v1` and `common/v1`).
+
+use super::record::{SpanEvent, SpanRecord, Status, Value};
+use serde_json::{Value as Json, json};
+
+/// Who exported the spans: the resource's attributes and the scope's name.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub resource: Vec<(String, Value)>,
+    pub scope: &'static str,
+    pub scope_version: &'static str,
+}
+
+/// Protobuf wire types.
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+const FIXED32: u8 = 5;
+
+/// An appending protobuf writer.
+struct Wire<'a>(&'a mut Vec<u8>);
+
+impl Wire<'_> {
+    fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.0.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        self.0.push(value as u8);
+    }
+
+    fn tag(&mut self, field: u32, wire: u8) {
+        self.varint(u64::from(field << 3 | u32::from(wire)));
+    }
+
+    fn bytes(&mut self, field: u32, bytes: &[u8]) {
+        self.tag(field, LEN);
+        self.varint(bytes.len() as u64);
+        self.0.extend_from_slice(bytes);
+    }
+
+    fn string(&mut self, field: u32, text: &str) {
+        if !text.is_empty() {
+            self.bytes(field, text.as_bytes());
+        }
+    }
+
+    fn fixed64(&mut self, field: u32, value: u64) {
+        self.tag(field, FIXED64);
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn fixed32(&mut self, field: u32, value: u32) {
+        self.tag(field, FIXED32);
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn uint(&mut self, field: u32, value: u64) {
+        if value != 0 {
+            self.tag(field, VARINT);
+            self.varint(value);
+        }
+    }
+
+    /// A nested message: written by `body` into `scratch`, then copied in
+    /// behind its length.
+    fn message(&mut self, field: u32, scratch: &mut Vec<u8>, body: impl FnOnce(&mut Wire<'_>)) {
+        scratch.clear();
+        body(&mut Wire(scratch));
+        self.bytes(field, scratch);
+    }
+}
+
+fn varint_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// `AnyValue`'s encoded length, then the value itself.
+fn any_value_len(value: &Value) -> usize {
+    match value {
+        Value::Str(text) => 1 + varint_len(text.len() as u64) + text.len(),
+        Value::Bool(_) => 2,
+        Value::I64(number) => 1 + varint_len(*number as u64),
+        Value::F64(_) => 9,
+    }
+}
+
+fn write_any_value(wire: &mut Wire<'_>, value: &Value) {
+    match value {
+        Value::Str(text) => wire.bytes(1, text.as_bytes()),
+        Value::Bool(flag) => {
+            wire.tag(2, VARINT);
+            wire.varint(u64::from(*flag));
+        }
+        Value::I64(number) => {
+            wire.tag(3, VARINT);
+            wire.varint(*number as u64);
+        }
+        Value::F64(number) => {
+            wire.tag(4, FIXED64);
+            wire.0.extend_from_slice(&number.to_le_bytes());
+        }
+    }
+}
+
+/// A `KeyValue` as field `field`, its length computed rather than buffered.
+fn write_key_value(wire: &mut Wire<'_>, field: u32, key: &str, value: &Value) {
+    let value_len = any_value_len(value);
+    let len =
+        1 + varint_len(key.len() as u64) + key.len() + 1 + varint_len(value_len as u64) + value_len;
+    wire.tag(field, LEN);
+    wire.varint(len as u64);
+    wire.bytes(1, key.as_bytes());
+    wire.tag(2, LEN);
+    wire.varint(value_len as u64);
+    write_any_value(wire, value);
+}
+
+fn write_event(wire: &mut Wire<'_>, event: &SpanEvent) {
+    wire.fixed64(1, event.time);
+    wire.string(2, &event.name);
+    for (key, value) in &event.attributes {
+        write_key_value(wire, 3, key, value);
+    }
+}
+
+fn write_span(wire: &mut Wire<'_>, span: &SpanRecord, scratch: &mut Vec<u8>) {
+    wire.bytes(1, &span.context.trace_id.to_be_bytes());
+    wire.bytes(2, &span.context.span_id.to_be_bytes());
+    if span.parent_span_id != 0 {
+        wire.bytes(4, &span.parent_span_id.to_be_bytes());
+    }
+    wire.string(5, &span.name);
+    wire.uint(6, span.kind as u64);
+    wire.fixed64(7, span.start);
+    wire.fixed64(8, span.end);
+    for (key, value) in &span.attributes {
+        write_key_value(wire, 9, key, value);
+    }
+    for event in &span.events {
+        wire.message(11, scratch, |wire| write_event(wire, event));
+    }
+    let (code, message) = status_parts(&span.status);
+    if code != 0 {
+        wire.message(15, scratch, |wire| {
+            wire.string(2, message);
+            wire.uint(3, code);
+        });
+    }
+    wire.fixed32(16, flags(span));
+}
+
+/// The protocol's status code and message.
+fn status_parts(status: &Status) -> (u64, &str) {
+    match status {
+        Status::Unset => (0, ""),
+        Status::Ok => (1, ""),
+        Status::Error(message) => (2, message),
+    }
+}
+
+/// Trace flags (sampled) and whether the parent is known to be remote.
+fn flags(span: &SpanRecord) -> u32 {
+    const HAS_IS_REMOTE: u32 = 0x100;
+    const IS_REMOTE: u32 = 0x200;
+    let sampled = u32::from(span.context.sampled);
+    let remote = if span.parent_is_remote { IS_REMOTE } else { 0 };
+    sampled | HAS_IS_REMOTE | remote
+}
+
+/// One export request holding `spans`, in protobuf.
+pub fn protobuf(origin: &Origin, spans: &[SpanRecord]) -> Vec<u8> {
+    let mut scratch = Vec::with_capacity(256);
+    let mut nested = Vec::with_capacity(256);
+    let mut scope_spans = Vec::with_capacity(spans.len() * 192 + 64);
+    {
+        let mut wire = Wire(&mut scope_spans);
+        wire.message(1, &mut scratch, |wire| {
+            wire.string(1, origin.scope);
+            wire.string(2, origin.scope_version);
+        });
+        for span in spans {
+            wire.message(2, &mut nested, |wire| write_span(wire, span, &mut scratch));
+        }
+    }
+    let mut resource_spans = Vec::with_capacity(scope_spans.len() + 256);
+    {
+        let mut wire = Wire(&mut resource_spans);
+        wire.message(1, &mut scratch, |wire| {
+            for (key, value) in &origin.resource {
+                write_key_value(wire, 1, key, value);
+            }
+        });
+        wire.bytes(2, &scope_spans);
+    }
+    let mut request = Vec::with_capacity(resource_spans.len() + 8);
+    Wire(&mut request).bytes(1, &resource_spans);
+    request
+}
+
+fn json_value(value: &Value) -> Json {
+    match value {
+        Value::Str(text) => json!({ "stringValue": text }),
+        Value::Bool(flag) => json!({ "boolValue": flag }),
+        // Protobuf's JSON mapping writes 64-bit integers as strings.
+        Value::I64(number) => json!({ "intValue": number.to_string() }),
+        Value::F64(number) => json!({ "doubleValue": number }),
+    }
+}
+
+fn json_attributes<'a>(list: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Json {
+    Json::Array(
+        list.into_iter()
+            .map(|(key, value)| json!({ "key": key, "value": json_value(value) }))
+            .collect(),
+    )
+}
+
+/// One export request holding `spans`, in OTLP/JSON (ids in hex, as the
+/// OTLP specification says for JSON).
+pub fn json(origin: &Origin, spans: &[SpanRecord]) -> Vec<u8> {
+    let spans: Vec<Json> = spans
+        .iter()
+        .map(|span| {
+            let (code, message) = status_parts(&span.status);
+            let mut object = json!({
+                "traceId": span.context.trace_id_hex(),
+                "spanId": span.context.span_id_hex(),
+                "name": span.name,
+                "kind": span.kind as u8,
+                "startTimeUnixNano": span.start.to_string(),
+                "endTimeUnixNano": span.end.to_string(),
+                "attributes": json_attributes(span.attributes.iter().map(|(k, v)| (*k, v))),
+                "events": span.events.iter().map(|event| json!({
+                    "timeUnixNano": event.time.to_string(),
+                    "name": event.name,
+                    "attributes": json_attributes(event.attributes.iter().map(|(k, v)| (*k, v))),
+                })).collect::<Vec<_>>(),
+                "status": { "code": code, "message": message },
+                "flags": flags(span),
+            });
+            if span.parent_span_id != 0 {
+                object["parentSpanId"] = format!("{:016x}", span.parent_span_id).into();
+            }
+            object
+        })
+        .collect();
+    let request = json!({
+        "resourceSpans": [{
+            "resource": {
+                "attributes": json_attributes(origin.resource.iter().map(|(k, v)| (k.as_str(), v))),
+            },
+            "scopeSpans": [{
+                "scope": { "name": origin.scope, "version": origin.scope_version },
+                "spans": spans,
+            }],
+        }],
+    });
+    serde_json::to_vec(&request).expect("JSON values always serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::context::SpanContext;
+    use super::super::record::SpanKind;
+    use super::*;
+
+    /// A protobuf field as read back: its number and its value.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Field {
+        Varint(u64),
+        Fixed64(u64),
+        Fixed32(u32),
+        Bytes(Vec<u8>),
+    }
+
+    /// Reads one protobuf message's fields in order, checking every length.
+    fn fields(mut bytes: &[u8]) -> Vec<(u32, Field)> {
+        fn varint(bytes: &mut &[u8]) -> u64 {
+            let mut value = 0u64;
+            for shift in (0..64).step_by(7) {
+                let (byte, rest) = bytes.split_first().expect("a varint ends in the message");
+                *bytes = rest;
+                value |= u64::from(byte & 0x7f) << shift;
+                if byte & 0x80 == 0 {
+                    return value;
+                }
+            }
+            panic!("a varint of more than ten bytes");
+        }
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let key = varint(&mut bytes);
+            let field = u32::try_from(key >> 3).unwrap();
+            let value = match (key & 7) as u8 {
+                VARINT => Field::Varint(varint(&mut bytes)),
+                FIXED64 => {
+                    let (value, rest) = bytes.split_at(8);
+                    bytes = rest;
+                    Field::Fixed64(u64::from_le_bytes(value.try_into().unwrap()))
+                }
+                FIXED32 => {
+                    let (value, rest) = bytes.split_at(4);
+                    bytes = rest;
+                    Field::Fixed32(u32::from_le_bytes(value.try_into().unwrap()))
+                }
+                LEN => {
+                    let len = usize::try_from(varint(&mut bytes)).unwrap();
+                    assert!(len <= bytes.len(), "a length past the message's end");
+                    let (value, rest) = bytes.split_at(len);
+                    bytes = rest;
+                    Field::Bytes(value.to_vec())
+                }
+                other => panic!("wire type {other}"),
+            };
+            out.push((field, value));
+        }
+        out
+    }
+
+    fn bytes_of(fields: &[(u32, Field)], number: u32) -> Vec<Vec<u8>> {
+        fields
+            .iter()
+            .filter(|(n, _)| *n == number)
+            .map(|(_, value)| match value {
+                Field::Bytes(bytes) => bytes.clone(),
+                other => panic!("field {number} is {other:?}"),
+            })
+            .collect()
+    }
+
+    fn key_values(message: &[u8], number: u32) -> Vec<(String, Vec<(u32, Field)>)> {
+        bytes_of(&fields(message), number)
+            .iter()
+            .map(|kv| {
+                let kv = fields(kv);
+                let key = String::from_utf8(bytes_of(&kv, 1).remove(0)).unwrap();
+                (key, fields(&bytes_of(&kv, 2).remove(0)))
+            })
+            .collect()
+    }
+
+    fn sample_span() -> SpanRecord {
+        SpanRecord {
+            context: SpanContext {
+                trace_id: 0x4bf92f3577b34da6a3ce929d0e0e4736,
+                span_id: 0x00f067aa0ba902b7,
+                sampled: true,
+                remote: false,
+            },
+            parent_span_id: 0x1122334455667788,
+            parent_is_remote: true,
+            name: "GET /api/user".into(),
+            kind: SpanKind::Server,
+            start: 1_700_000_000_000_000_000,
+            end: 1_700_000_000_000_250_000,
+            attributes: vec![
+                ("http.route", Value::Str("/api/user".into())),
+                ("http.response.status_code", Value::I64(503)),
+                ("retry", Value::Bool(true)),
+                ("ratio", Value::F64(0.5)),
+                ("negative", Value::I64(-1)),
+            ],
+            events: vec![SpanEvent {
+                time: 1_700_000_000_000_100_000,
+                name: "slow".into(),
+                attributes: vec![("level", Value::Str("WARN".into()))],
+            }],
+            status: Status::Error("boom".into()),
+        }
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            resource: vec![("service.name".into(), Value::Str("gateway".into()))],
+            scope: "dure",
+            scope_version: "0.1.0",
+        }
+    }
+
+    #[test]
+    fn protobuf_export_reads_back_field_by_field() {
+        let bytes = protobuf(&origin(), &[sample_span(), sample_span()]);
+        let request = fields(&bytes);
+        let resource_spans = bytes_of(&request, 1);
+        assert_eq!(resource_spans.len(), 1);
+        let resource_spans = fields(&resource_spans[0]);
+        let resource = bytes_of(&resource_spans, 1).remove(0);
+        let service = key_values(&resource, 1);
+        assert_eq!(service[0].0, "service.name");
+        assert_eq!(service[0].1, vec![(1, Field::Bytes(b"gateway".to_vec()))]);
+
+        let scope_spans = fields(&bytes_of(&resource_spans, 2).remove(0));
+        let scope = fields(&bytes_of(&scope_spans, 1).remove(0));
+        assert_eq!(scope[0], (1, Field::Bytes(b"dure".to_vec())));
+        let spans = bytes_of(&scope_spans, 2);
+        assert_eq!(spans.len(), 2);
+
+        let span = fields(&spans[0]);
+        let get = |number: u32| {
+            span.iter()
+                .find(|(n, _)| *n == number)
+                .map(|(_, value)| value.clone())
+                .unwrap_or_else(|| panic!("field {number} missing"))
+        };
+        assert_eq!(
+            get(1),
+            Field::Bytes(
+                0x4bf92f3577b34da6a3ce929d0e0e4736_u128
+                    .to_be_bytes()
+                    .to_vec()
+            )
+        );
+        assert_eq!(
+            get(2),
+            Field::Bytes(0x00f067aa0ba902b7_u64.to_be_bytes().to_vec())
+        );
+        assert_eq!(
+            get(4),
+            Field::Bytes(0x1122334455667788_u64.to_be_bytes().to_vec())
+        );
+        assert_eq!(get(5), Field::Bytes(b"GET /api/user".to_vec()));
+        assert_eq!(get(6), Field::Varint(2));
+        assert_eq!(get(7), Field::Fixed64(1_700_000_000_000_000_000));
+        assert_eq!(get(8), Field::Fixed64(1_700_000_000_000_250_000));
+        assert_eq!(get(16), Field::Fixed32(0x301));
+
+        let attributes = key_values(&spans[0], 9);
+        let names: Vec<&str> = attributes.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "http.route",
+                "http.response.status_code",
+                "retry",
+                "ratio",
+                "negative"
+            ]
+        );
+        assert_eq!(
+            attributes[0].1,
+            vec![(1, Field::Bytes(b"/api/user".to_vec()))]
+        );
+        assert_eq!(attributes[1].1, vec![(3, Field::Varint(503))]);
+        assert_eq!(attributes[2].1, vec![(2, Field::Varint(1))]);
+        assert_eq!(attributes[3].1, vec![(4, Field::Fixed64(0.5f64.to_bits()))]);
+        assert_eq!(attributes[4].1, vec![(3, Field::Varint(u64::MAX))]);
+
+        let event = bytes_of(&span, 11).remove(0);
+        let event_fields = fields(&event);
+        assert_eq!(
+            event_fields[0],
+            (1, Field::Fixed64(1_700_000_000_000_100_000))
+        );
+        assert_eq!(event_fields[1], (2, Field::Bytes(b"slow".to_vec())));
+        assert_eq!(key_values(&event, 3)[0].0, "level");
+
+        let status = fields(&bytes_of(&span, 15).remove(0));
+        assert_eq!(
+            status,
+            vec![(2, Field::Bytes(b"boom".to_vec())), (3, Field::Varint(2))]
+        );
+    }
+
+    #[test]
+    fn a_root_span_has_no_parent_field() {
+        let mut span = sample_span();
+        span.parent_span_id = 0;
+        span.status = Status::Unset;
+        let bytes = protobuf(&origin(), &[span]);
+        let resource_spans = fields(&bytes_of(&fields(&bytes), 1).remove(0));
+        let scope_spans = fields(&bytes_of(&resource_spans, 2).remove(0));
+        let span = fields(&bytes_of(&scope_spans, 2).remove(0));
+        assert!(span.iter().all(|(n, _)| *n != 4 && *n != 15), "{span:?}");
+    }
+
+    #[test]
+    fn json_export_uses_hex_ids_and_the_protocol_names() {
+        let request: Json = serde_json::from_slice(&json(&origin(), &[sample_span()])).unwrap();
+        let span = &request["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(span["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(span["spanId"], "00f067aa0ba902b7");
+        assert_eq!(span["parentSpanId"], "1122334455667788");
+        assert_eq!(span["kind"], 2);
+        assert_eq!(span["attributes"][1]["value"]["intValue"], "503");
+        assert_eq!(span["status"]["code"], 2);
+        assert_eq!(
+            request["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"],
+            "gateway"
+        );
+    }
+
+    #[test]
+    fn varint_lengths_match_what_is_written() {
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            Wire(&mut out).varint(value);
+            assert_eq!(out.len(), varint_len(value), "{value}");
+        }
+    }
+}
