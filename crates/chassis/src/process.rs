@@ -66,7 +66,7 @@ pub async fn start(
 /// Flushes the spans still queued; call after the service stopped.
 pub async fn finish(tracing: Option<Tracing>) -> anyhow::Result<ExitCode> {
     if let Some(tracing) = tracing {
-        // Flushing waits on a blocking HTTP client: off the async workers.
+        // Flushing blocks until the export thread is done: off the async workers.
         tokio::task::spawn_blocking(move || tracing.shutdown()).await?;
     }
     Ok(ExitCode::SUCCESS)

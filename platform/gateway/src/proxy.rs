@@ -22,7 +22,6 @@ use http_body_util::Limited;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
 
 /// Hop-by-hop headers: they describe one connection, not the message.
 static HOP_BY_HOP: [HeaderName; 9] = [
@@ -246,9 +245,10 @@ async fn send(
 
     let _in_flight = endpoint.start();
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(timeout, gateway.pool.send(&target.authority, request))
-        .instrument(span.clone())
-        .await;
+    // The span lasts from here until the response head is in; it is not
+    // entered, since nothing in the pool logs, and entering it on every
+    // poll would cost more than the span itself.
+    let result = tokio::time::timeout(timeout, gateway.pool.send(&target.authority, request)).await;
     match &result {
         Ok(Ok(response)) => {
             span.record("http.response.status_code", response.status().as_u16());

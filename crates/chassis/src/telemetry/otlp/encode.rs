@@ -19,7 +19,9 @@ const FIXED64: u8 = 1;
 const LEN: u8 = 2;
 const FIXED32: u8 = 5;
 
-/// An appending protobuf writer.
+/// An appending protobuf writer. Every nested message's length is
+/// computed before it is written (the `*_len` functions), so each byte is
+/// written once, straight into the request.
 struct Wire<'a>(&'a mut Vec<u8>);
 
 impl Wire<'_> {
@@ -35,9 +37,14 @@ impl Wire<'_> {
         self.varint(u64::from(field << 3 | u32::from(wire)));
     }
 
-    fn bytes(&mut self, field: u32, bytes: &[u8]) {
+    /// The head of a length-delimited field whose body follows.
+    fn len_head(&mut self, field: u32, len: usize) {
         self.tag(field, LEN);
-        self.varint(bytes.len() as u64);
+        self.varint(len as u64);
+    }
+
+    fn bytes(&mut self, field: u32, bytes: &[u8]) {
+        self.len_head(field, bytes.len());
         self.0.extend_from_slice(bytes);
     }
 
@@ -63,24 +70,33 @@ impl Wire<'_> {
             self.varint(value);
         }
     }
-
-    /// A nested message: written by `body` into `scratch`, then copied in
-    /// behind its length.
-    fn message(&mut self, field: u32, scratch: &mut Vec<u8>, body: impl FnOnce(&mut Wire<'_>)) {
-        scratch.clear();
-        body(&mut Wire(scratch));
-        self.bytes(field, scratch);
-    }
 }
 
 fn varint_len(value: u64) -> usize {
     (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-/// `AnyValue`'s encoded length, then the value itself.
+/// The length of a length-delimited field (one-byte tag) with a body of `len`.
+fn field_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+/// The length of a string field, which is left out when empty.
+fn string_len(text: &str) -> usize {
+    if text.is_empty() {
+        0
+    } else {
+        field_len(text.len())
+    }
+}
+
+fn uint_len(value: u64) -> usize {
+    if value == 0 { 0 } else { 1 + varint_len(value) }
+}
+
 fn any_value_len(value: &Value) -> usize {
     match value {
-        Value::Str(text) => 1 + varint_len(text.len() as u64) + text.len(),
+        Value::Str(text) => field_len(text.len()),
         Value::Bool(_) => 2,
         Value::I64(number) => 1 + varint_len(*number as u64),
         Value::F64(_) => 9,
@@ -105,17 +121,25 @@ fn write_any_value(wire: &mut Wire<'_>, value: &Value) {
     }
 }
 
-/// A `KeyValue` as field `field`, its length computed rather than buffered.
+fn key_value_len(key: &str, value: &Value) -> usize {
+    field_len(key.len()) + field_len(any_value_len(value))
+}
+
+/// A `KeyValue` as field `field`.
 fn write_key_value(wire: &mut Wire<'_>, field: u32, key: &str, value: &Value) {
-    let value_len = any_value_len(value);
-    let len =
-        1 + varint_len(key.len() as u64) + key.len() + 1 + varint_len(value_len as u64) + value_len;
-    wire.tag(field, LEN);
-    wire.varint(len as u64);
+    wire.len_head(field, key_value_len(key, value));
     wire.bytes(1, key.as_bytes());
-    wire.tag(2, LEN);
-    wire.varint(value_len as u64);
+    wire.len_head(2, any_value_len(value));
     write_any_value(wire, value);
+}
+
+fn event_len(event: &SpanEvent) -> usize {
+    9 + string_len(&event.name)
+        + event
+            .attributes
+            .iter()
+            .map(|(key, value)| field_len(key_value_len(key, value)))
+            .sum::<usize>()
 }
 
 fn write_event(wire: &mut Wire<'_>, event: &SpanEvent) {
@@ -126,7 +150,46 @@ fn write_event(wire: &mut Wire<'_>, event: &SpanEvent) {
     }
 }
 
-fn write_span(wire: &mut Wire<'_>, span: &SpanRecord, scratch: &mut Vec<u8>) {
+fn status_len(code: u64, message: &str) -> usize {
+    string_len(message) + uint_len(code)
+}
+
+/// A span's encoded length: ids, name, kind, times, attributes, events,
+/// status, flags (the same fields [`write_span`] writes).
+fn span_len(span: &SpanRecord) -> usize {
+    let parent = if span.parent_span_id == 0 {
+        0
+    } else {
+        field_len(8)
+    };
+    let (code, message) = status_parts(&span.status);
+    let status = if code == 0 {
+        0
+    } else {
+        field_len(status_len(code, message))
+    };
+    field_len(16)
+        + field_len(8)
+        + parent
+        + string_len(&span.name)
+        + uint_len(span.kind as u64)
+        + 9
+        + 9
+        + span
+            .attributes
+            .iter()
+            .map(|(key, value)| field_len(key_value_len(key, value)))
+            .sum::<usize>()
+        + span
+            .events
+            .iter()
+            .map(|event| field_len(event_len(event)))
+            .sum::<usize>()
+        + status
+        + 6
+}
+
+fn write_span(wire: &mut Wire<'_>, span: &SpanRecord) {
     wire.bytes(1, &span.context.trace_id.to_be_bytes());
     wire.bytes(2, &span.context.span_id.to_be_bytes());
     if span.parent_span_id != 0 {
@@ -140,15 +203,16 @@ fn write_span(wire: &mut Wire<'_>, span: &SpanRecord, scratch: &mut Vec<u8>) {
         write_key_value(wire, 9, key, value);
     }
     for event in &span.events {
-        wire.message(11, scratch, |wire| write_event(wire, event));
+        wire.len_head(11, event_len(event));
+        write_event(wire, event);
     }
     let (code, message) = status_parts(&span.status);
     if code != 0 {
-        wire.message(15, scratch, |wire| {
-            wire.string(2, message);
-            wire.uint(3, code);
-        });
+        wire.len_head(15, status_len(code, message));
+        wire.string(2, message);
+        wire.uint(3, code);
     }
+    // Field 16 takes a two-byte tag.
     wire.fixed32(16, flags(span));
 }
 
@@ -172,31 +236,33 @@ fn flags(span: &SpanRecord) -> u32 {
 
 /// One export request holding `spans`, in protobuf.
 pub fn protobuf(origin: &Origin, spans: &[SpanRecord]) -> Vec<u8> {
-    let mut scratch = Vec::with_capacity(256);
-    let mut nested = Vec::with_capacity(256);
-    let mut scope_spans = Vec::with_capacity(spans.len() * 192 + 64);
-    {
-        let mut wire = Wire(&mut scope_spans);
-        wire.message(1, &mut scratch, |wire| {
-            wire.string(1, origin.scope);
-            wire.string(2, origin.scope_version);
-        });
-        for span in spans {
-            wire.message(2, &mut nested, |wire| write_span(wire, span, &mut scratch));
-        }
+    let resource_len: usize = origin
+        .resource
+        .iter()
+        .map(|(key, value)| field_len(key_value_len(key, value)))
+        .sum();
+    let scope_len = string_len(origin.scope) + string_len(origin.scope_version);
+    let span_lens: Vec<usize> = spans.iter().map(span_len).collect();
+    let scope_spans_len =
+        field_len(scope_len) + span_lens.iter().map(|len| field_len(*len)).sum::<usize>();
+    let resource_spans_len = field_len(resource_len) + field_len(scope_spans_len);
+    let total = field_len(resource_spans_len);
+    let mut request = Vec::with_capacity(total);
+    let mut wire = Wire(&mut request);
+    wire.len_head(1, resource_spans_len);
+    wire.len_head(1, resource_len);
+    for (key, value) in &origin.resource {
+        write_key_value(&mut wire, 1, key, value);
     }
-    let mut resource_spans = Vec::with_capacity(scope_spans.len() + 256);
-    {
-        let mut wire = Wire(&mut resource_spans);
-        wire.message(1, &mut scratch, |wire| {
-            for (key, value) in &origin.resource {
-                write_key_value(wire, 1, key, value);
-            }
-        });
-        wire.bytes(2, &scope_spans);
+    wire.len_head(2, scope_spans_len);
+    wire.len_head(1, scope_len);
+    wire.string(1, origin.scope);
+    wire.string(2, origin.scope_version);
+    for (span, len) in spans.iter().zip(span_lens) {
+        wire.len_head(2, len);
+        write_span(&mut wire, span);
     }
-    let mut request = Vec::with_capacity(resource_spans.len() + 8);
-    Wire(&mut request).bytes(1, &resource_spans);
+    debug_assert_eq!(request.len(), total, "computed and written lengths differ");
     request
 }
 
