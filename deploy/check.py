@@ -62,7 +62,8 @@ OLDEST_KUBERNETES = "1.30.0"
 COMPOSE_SCHEMA = DEPLOY / "compose-spec.json"
 
 # Read by the process though no flag declares them: the log filter and the
-# OpenTelemetry SDK's standard variables (crates/chassis/src/telemetry).
+# standard OpenTelemetry variables the chassis's trace export reads
+# (crates/chassis/src/telemetry/otlp/settings.rs).
 EXTRA_ENV = {
     "RUST_LOG",
     "OTEL_SDK_DISABLED",
@@ -76,6 +77,8 @@ EXTRA_ENV = {
     "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
     "OTEL_EXPORTER_OTLP_TIMEOUT",
     "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_BSP_SCHEDULE_DELAY",
