@@ -63,8 +63,9 @@ impl Batcher {
     }
 
     /// Waits until a batch is full, `delay` has passed or the exporter is
-    /// told to stop; returns what is queued, how many spans were dropped
-    /// since the last call, and whether to stop.
+    /// told to stop; returns the full batches (or, after the delay or at
+    /// stop, everything queued), how many spans were dropped since the last
+    /// call, and whether to stop.
     fn next(&self, delay: Duration) -> (Vec<SpanRecord>, u64, bool) {
         let deadline = Instant::now() + delay;
         let mut queue = self.lock();
@@ -79,7 +80,15 @@ impl Batcher {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        let spans = std::mem::replace(&mut queue.spans, Vec::with_capacity(self.max_batch));
+        let timed_out = queue.spans.len() < self.max_batch;
+        let spans = if timed_out || queue.closing {
+            std::mem::replace(&mut queue.spans, Vec::with_capacity(self.max_batch))
+        } else {
+            // Full batches now; a part batch waits for its delay.
+            let full = queue.spans.len() / self.max_batch * self.max_batch;
+            let rest = queue.spans.split_off(full);
+            std::mem::replace(&mut queue.spans, rest)
+        };
         (spans, std::mem::take(&mut queue.dropped), queue.closing)
     }
 
@@ -248,10 +257,113 @@ mod tests {
         for n in 1..=5 {
             batcher.push(span(n));
         }
+        // A full batch first; the part batch left over after its delay.
         let (spans, dropped, closing) = batcher.next(Duration::ZERO);
-        assert_eq!(spans.len(), 3);
+        assert_eq!(spans.len(), 2);
         assert_eq!((dropped, closing), (2, false));
-        assert_eq!(batcher.next(Duration::ZERO).1, 0);
+        let (spans, dropped, _) = batcher.next(Duration::ZERO);
+        assert_eq!((spans.len(), dropped), (1, 0));
+    }
+
+    fn settings(endpoint: &str, extra: &[(&str, &str)]) -> Settings {
+        let mut vars = vec![(
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+            endpoint.to_owned(),
+        )];
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        Settings::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .unwrap()
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            resource: vec![(
+                "service.name".into(),
+                super::super::record::Value::Str("test".into()),
+            )],
+            scope: "dure",
+            scope_version: "0",
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_batches_are_posted_at_once_and_the_rest_at_stop() {
+        type Received = Arc<Mutex<Vec<(axum::http::HeaderMap, axum::body::Bytes)>>>;
+        let received = Received::default();
+        let app = axum::Router::new()
+            .route(
+                "/v1/traces",
+                axum::routing::post(
+                    |axum::extract::State(received): axum::extract::State<Received>,
+                     headers: axum::http::HeaderMap,
+                     body: axum::body::Bytes| async move {
+                        received.lock().unwrap().push((headers, body));
+                        ""
+                    },
+                ),
+            )
+            .with_state(received.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        // Without a full batch nothing would go out for a minute.
+        let settings = settings(
+            &endpoint,
+            &[
+                ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "x-team=core"),
+            ],
+        );
+        let batcher = Arc::new(Batcher::new(settings.max_queue, settings.max_batch));
+        let worker = Worker::start(batcher.clone(), settings, origin()).unwrap();
+        let spans: Vec<SpanRecord> = (1..=3).map(span).collect();
+        for span in &spans {
+            batcher.push(span.clone());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while received.lock().unwrap().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        {
+            let received = received.lock().unwrap();
+            assert_eq!(received.len(), 1, "the full batch, and only it");
+            let (headers, body) = &received[0];
+            assert_eq!(headers["content-type"], "application/x-protobuf");
+            assert_eq!(headers["x-team"], "core");
+            assert_eq!(body[..], encode::protobuf(&origin(), &spans[..2])[..]);
+        }
+        tokio::task::spawn_blocking(move || worker.stop())
+            .await
+            .unwrap()
+            .expect("stopped within the export timeout");
+        let received = received.lock().unwrap();
+        assert_eq!(received.len(), 2, "the last span is flushed at stop");
+        assert_eq!(
+            received[1].1[..],
+            encode::protobuf(&origin(), &spans[2..])[..]
+        );
+    }
+
+    #[test]
+    fn a_collector_that_is_down_costs_only_the_spans() {
+        // Nothing listens on port 1: every export fails at once.
+        let settings = settings("http://127.0.0.1:1", &[("OTEL_BSP_SCHEDULE_DELAY", "10")]);
+        let batcher = Arc::new(Batcher::new(4, 2));
+        let worker = Worker::start(batcher.clone(), settings, origin()).unwrap();
+        for n in 1..=10 {
+            batcher.push(span(n));
+        }
+        let started = Instant::now();
+        worker
+            .stop()
+            .expect("stopping does not wait on the collector");
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[test]
