@@ -86,7 +86,9 @@ impl Batcher {
         } else {
             // Full batches now; a part batch waits for its delay.
             let full = queue.spans.len() / self.max_batch * self.max_batch;
-            let rest = queue.spans.split_off(full);
+            // Room for a whole batch, so that pushes do not regrow it.
+            let mut rest = Vec::with_capacity(self.max_batch);
+            rest.extend(queue.spans.drain(full..));
             std::mem::replace(&mut queue.spans, rest)
         };
         (spans, std::mem::take(&mut queue.dropped), queue.closing)

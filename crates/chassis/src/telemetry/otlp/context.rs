@@ -76,21 +76,23 @@ fn write_hex(out: &mut [u8], bytes: &[u8]) {
 
 /// A new random trace id (never the invalid zero).
 pub fn new_trace_id() -> u128 {
-    let mut rng = rand::thread_rng();
-    loop {
-        let id: u128 = rng.r#gen();
-        if id != 0 {
-            return id;
-        }
-    }
+    nonzero_random()
 }
 
 /// A new random span id (never the invalid zero).
 pub fn new_span_id() -> u64 {
+    nonzero_random()
+}
+
+fn nonzero_random<T>() -> T
+where
+    rand::distributions::Standard: rand::distributions::Distribution<T>,
+    T: Default + PartialEq,
+{
     let mut rng = rand::thread_rng();
     loop {
-        let id: u64 = rng.r#gen();
-        if id != 0 {
+        let id: T = rng.r#gen();
+        if id != T::default() {
             return id;
         }
     }
