@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-use tracing::Instrument;
 
 /// The paths of the gateway's own router; everything else is proxied (or
 /// answered 404 when no service owns it).
@@ -148,9 +147,8 @@ impl Connection {
             &self.forwarded_for,
             request,
         ));
-        let handled = AssertUnwindSafe(handling)
-            .catch_unwind()
-            .instrument(observation.span().clone())
+        let handled = observation
+            .run(AssertUnwindSafe(handling).catch_unwind())
             .await;
         let response = match handled {
             Ok(Ok(response)) => response,

@@ -17,7 +17,7 @@ use axum::http::Method;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::uri::PathAndQuery;
 use axum::response::Response;
-use dure_chassis::telemetry::trace;
+use dure_chassis::telemetry::trace::ClientSpan;
 use http_body_util::Limited;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -240,26 +240,18 @@ async fn send(
     parts.uri = uri;
     parts.version = axum::http::Version::HTTP_11;
     parts.headers.insert(header::HOST, target.host.clone());
-    let span = upstream_span(&mut parts, endpoint);
+    let mut span = upstream_span(&mut parts, endpoint);
     let request = axum::http::Request::from_parts(parts, body);
 
     let _in_flight = endpoint.start();
     let started = std::time::Instant::now();
-    // The span lasts from here until the response head is in; it is not
-    // entered, since nothing in the pool logs, and entering it on every
-    // poll would cost more than the span itself.
+    // The span lasts from here until the response head is in.
     let result = tokio::time::timeout(timeout, gateway.pool.send(&target.authority, request)).await;
     match &result {
-        Ok(Ok(response)) => {
-            span.record("http.response.status_code", response.status().as_u16());
-            if response.status().is_server_error() {
-                span.record("otel.status_code", "error");
-            }
-        }
-        _ => {
-            span.record("otel.status_code", "error");
-        }
+        Ok(Ok(response)) => span.response_status(response.status().as_u16()),
+        _ => span.fail(),
     }
+    drop(span);
     endpoint.duration.record(started.elapsed().as_secs_f64());
     let response = match result {
         Err(_) => {
@@ -286,29 +278,18 @@ async fn send(
 }
 
 /// The client span of one upstream call, whose context the request carries
-/// on as `traceparent`; none unless traces are exported. Under a request
-/// that was not sampled the span would not be exported either: the request
-/// carries the unsampled context on instead, which costs far less.
-fn upstream_span(parts: &mut axum::http::request::Parts, endpoint: &Endpoint) -> tracing::Span {
-    if !trace::exporting() {
-        return tracing::Span::none();
-    }
-    if !trace::current_is_recording() {
-        trace::inject_current_headers(&mut parts.headers);
-        return tracing::Span::none();
-    }
-    let span = tracing::info_span!(
-        "upstream",
-        otel.name = %format_args!("{} {}", parts.method, endpoint.service),
-        otel.kind = "client",
-        otel.status_code = tracing::field::Empty,
-        peer.service = endpoint.service.as_str(),
-        server.address = endpoint.address.as_str(),
-        service.instance.id = endpoint.instance_id.as_str(),
-        http.response.status_code = tracing::field::Empty,
-    );
-    trace::inject_headers(&span, &mut parts.headers);
-    span
+/// on as `traceparent`; nothing unless traces are exported.
+fn upstream_span(parts: &mut axum::http::request::Parts, endpoint: &Endpoint) -> ClientSpan {
+    let method = parts.method.as_str();
+    ClientSpan::start(
+        &mut parts.headers,
+        || [method, " ", &endpoint.service].concat(),
+        &[
+            ("peer.service", &endpoint.service),
+            ("server.address", &endpoint.address),
+            ("service.instance.id", &endpoint.instance_id),
+        ],
+    )
 }
 
 fn endpoint_failed(endpoint: &Endpoint) {

@@ -1,7 +1,7 @@
 //! Per-request bookkeeping: request id, span, log line, RED metrics.
 
 use crate::error::ApiError;
-use crate::telemetry::trace;
+use crate::telemetry::trace::{self, ServerSpan};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
@@ -10,6 +10,7 @@ use metrics::{Counter, Histogram};
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -44,10 +45,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         .map_or("unmatched", |path| path.as_str())
         .to_owned();
     let observation = Observation::begin(&mut request, route);
-    let response = next
-        .run(request)
-        .instrument(observation.span().clone())
-        .await;
+    let response = observation.run(next.run(request)).await;
     observation.finish(response)
 }
 
@@ -57,6 +55,9 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
 /// gateway's proxy) calls [`begin`](Self::begin) and
 /// [`finish`](Self::finish) around its handler.
 pub struct Observation {
+    /// The span exported for the request.
+    server: ServerSpan,
+    /// The span its log lines are written in.
     span: tracing::Span,
     request_id: HeaderValue,
     method: Method,
@@ -81,31 +82,42 @@ impl Observation {
             .insert(REQUEST_ID.clone(), request_id.clone());
         let method = request.method().clone();
         let id = request_id.to_str().unwrap_or_default();
-        // Field names follow OpenTelemetry's semantic conventions, so one set
-        // serves both the log line and the exported span. Probes' spans are
-        // debug: neither logged nor exported at the default level.
-        let span = trace::with_parent_from_headers(request.headers(), || {
-            if QUIET_ROUTES.contains(&route.as_str()) {
-                tracing::debug_span!(
-                    "request",
-                    http.request.method = method.as_str(),
-                    http.route = route.as_str(),
-                    request_id = id,
-                )
-            } else {
-                tracing::info_span!(
-                    "request",
-                    otel.name = %format_args!("{method} {route}"),
-                    otel.kind = "server",
-                    otel.status_code = tracing::field::Empty,
-                    http.request.method = method.as_str(),
-                    http.route = route.as_str(),
-                    http.response.status_code = tracing::field::Empty,
-                    request_id = id,
-                )
-            }
-        });
+        // Field names follow OpenTelemetry's semantic conventions, so the
+        // log line and the exported span say the same. Probes' spans are
+        // debug, not logged at the default level, and not exported.
+        let quiet = QUIET_ROUTES.contains(&route.as_str());
+        let server = if quiet {
+            ServerSpan::none()
+        } else {
+            ServerSpan::start(
+                request.headers(),
+                || [method.as_str(), " ", &route].concat(),
+                &[
+                    ("http.request.method", method.as_str()),
+                    ("http.route", &route),
+                    ("request_id", id),
+                ],
+            )
+        };
+        let span = if quiet {
+            tracing::debug_span!(
+                target: trace::REQUEST_LINES,
+                "request",
+                http.request.method = method.as_str(),
+                http.route = route.as_str(),
+                request_id = id,
+            )
+        } else {
+            tracing::info_span!(
+                target: trace::REQUEST_LINES,
+                "request",
+                http.request.method = method.as_str(),
+                http.route = route.as_str(),
+                request_id = id,
+            )
+        };
         Self {
+            server,
             span,
             request_id,
             method,
@@ -114,9 +126,9 @@ impl Observation {
         }
     }
 
-    /// The request's span: run its handling inside it.
-    pub fn span(&self) -> &tracing::Span {
-        &self.span
+    /// Runs the request's handling, `future`, inside its spans.
+    pub fn run<F: Future>(&self, future: F) -> impl Future<Output = F::Output> {
+        self.server.scope(future.instrument(self.span.clone()))
     }
 
     /// Echoes the request id on `response`, then records the status, the
@@ -124,6 +136,7 @@ impl Observation {
     /// has one.
     pub fn finish(self, mut response: Response) -> Response {
         let Self {
+            server,
             span,
             request_id,
             method,
@@ -140,26 +153,23 @@ impl Observation {
             .remove::<RouteLabel>()
             .map(|label| label.0);
         let status = response.status().as_u16();
-        if !span.is_disabled() {
-            span.record("http.response.status_code", status);
-            if status >= 500 {
-                span.record("otel.status_code", "error");
-            }
-            if let Some(label) = label.as_ref().filter(|label| **label != route) {
-                span.record("http.route", label.as_str());
-                span.record("otel.name", format!("{method} {label}"));
-            }
+        server.response_status(status);
+        if let Some(label) = label.as_ref().filter(|label| **label != route) {
+            server.set_route(|| [method.as_str(), " ", label].concat(), label);
+            span.record("http.route", label.as_str());
         }
         let route = label.unwrap_or(route);
         // Microsecond precision is plenty for a log line.
         let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
-        span.in_scope(|| {
+        // The line's parent is named rather than entered: entering costs
+        // even when the line is filtered out.
+        server.in_scope(|| {
             if QUIET_ROUTES.contains(&route.as_str()) {
-                tracing::debug!(status, latency_ms, "request");
+                tracing::debug!(parent: &span, status, latency_ms, "request");
             } else if status >= 500 {
-                tracing::warn!(status, latency_ms, "request");
+                tracing::warn!(parent: &span, status, latency_ms, "request");
             } else {
-                tracing::info!(status, latency_ms, "request");
+                tracing::info!(parent: &span, status, latency_ms, "request");
             }
         });
         let (requests, duration) = red_metrics(method.as_str(), route, status);

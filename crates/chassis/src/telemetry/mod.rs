@@ -10,6 +10,7 @@
 //! to a process-wide Prometheus recorder rendered by `/metrics`.
 
 mod otlp;
+mod request;
 mod spans;
 pub mod trace;
 
@@ -123,7 +124,7 @@ where
         mut writer: Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        let Some((trace_id, span_id)) = trace::current_ids() else {
+        let Some((trace_id, span_id)) = trace::event_ids(event) else {
             return self.0.format_event(ctx, writer, event);
         };
         let mut line = String::new();

@@ -15,10 +15,13 @@
 //! [`with_remote_parent`], which hands the parent to the span being created.
 
 use super::otlp::Pipeline;
+use super::otlp::batch::Batcher;
 use super::otlp::context::{SpanContext, new_span_id, new_trace_id};
 use super::otlp::record::{self, SpanEvent, SpanKind, SpanRecord, Status, Value};
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt::Debug;
+use std::sync::Arc;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -37,17 +40,17 @@ impl ExportLayer {
     }
 }
 
-/// What is exported: info spans and up, and warnings and errors as span
-/// events, whatever `RUST_LOG` says about log lines.
+/// What is exported: info spans and up (but not the requests' spans for
+/// log lines), and warnings and errors as span events, whatever `RUST_LOG`
+/// says about log lines.
 pub(super) fn exported()
 -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
     tracing_subscriber::filter::filter_fn(|meta| {
-        let threshold = if meta.is_span() {
-            tracing::Level::INFO
+        if meta.is_span() {
+            *meta.level() <= tracing::Level::INFO && meta.target() != super::trace::REQUEST_LINES
         } else {
-            tracing::Level::WARN
-        };
-        *meta.level() <= threshold
+            *meta.level() <= tracing::Level::WARN
+        }
     })
 }
 
@@ -89,13 +92,125 @@ pub(super) fn context_of(span: &tracing::Span) -> Option<SpanContext> {
         .flatten()
 }
 
-/// The context of the current span, or of its nearest exported ancestor.
+/// The context of the current span or of its nearest exported ancestor.
+fn current_in(registry: &Registry) -> Option<SpanContext> {
+    let current = tracing::Subscriber::current_span(registry);
+    context_in(registry, current.id()?)
+}
+
+/// The context of the current span or of its nearest exported ancestor,
+/// or else of the request being handled.
 pub(super) fn current_context() -> Option<SpanContext> {
     tracing::dispatcher::get_default(|dispatch| {
-        let registry = dispatch.downcast_ref::<Registry>()?;
-        let current = tracing::Subscriber::current_span(registry);
-        context_in(registry, current.id()?)
+        dispatch.downcast_ref::<Registry>().and_then(current_in)
     })
+    .or_else(super::request::current_context)
+}
+
+/// The context an event happened in: its explicit parent's or the current
+/// span's, or else the request's.
+pub(super) fn event_context(event: &Event<'_>) -> Option<SpanContext> {
+    let in_span = match event.parent() {
+        Some(parent) => tracing::dispatcher::get_default(|dispatch| {
+            context_in(dispatch.downcast_ref::<Registry>()?, parent)
+        }),
+        None if event.is_contextual() => tracing::dispatcher::get_default(|dispatch| {
+            dispatch.downcast_ref::<Registry>().and_then(current_in)
+        }),
+        None => return None,
+    };
+    in_span.or_else(super::request::current_context)
+}
+
+impl ExportLayer {
+    /// The identity of a new span under `parent`: its trace's, or a new
+    /// trace's, and sampled as the sampler says.
+    fn child_of(&self, parent: Option<&SpanContext>) -> SpanContext {
+        let trace_id = parent.map_or_else(new_trace_id, |parent| parent.trace_id);
+        SpanContext {
+            trace_id,
+            span_id: new_span_id(),
+            sampled: self.pipeline.sampler.sample(parent, trace_id),
+            remote: false,
+        }
+    }
+}
+
+/// The record of a sampled span starting now.
+fn open_record(
+    context: SpanContext,
+    parent: Option<&SpanContext>,
+    kind: SpanKind,
+    name: Cow<'static, str>,
+    attributes: usize,
+) -> SpanRecord {
+    SpanRecord {
+        context,
+        parent_span_id: parent.map_or(0, |parent| parent.span_id),
+        parent_is_remote: parent.is_some_and(|parent| parent.remote),
+        name,
+        kind,
+        start: record::now(),
+        end: 0,
+        attributes: Vec::with_capacity(attributes),
+        events: Vec::new(),
+        status: Status::Unset,
+    }
+}
+
+/// Where a span recorded without a `tracing` span (see [`super::request`]
+/// and [`super::trace::ClientSpan`]) hangs.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Parent {
+    /// Under the current span.
+    Current,
+    /// Under a span of another process, or a root when there is none.
+    Remote(Option<SpanContext>),
+}
+
+/// A span started without a `tracing` span: its identity, and its record
+/// and queue if it is sampled.
+pub(super) struct Started {
+    pub context: SpanContext,
+    pub recording: Option<(SpanRecord, Arc<Batcher>)>,
+}
+
+/// Starts a span of `kind` under `parent`, sampled as the export layer
+/// samples; none when no export layer is installed.
+pub(super) fn start_direct(
+    parent: Parent,
+    kind: SpanKind,
+    name: impl FnOnce() -> String,
+    attributes: &[(&'static str, &str)],
+) -> Option<Started> {
+    let (parent, context, batcher) = tracing::dispatcher::get_default(|dispatch| {
+        let layer = dispatch.downcast_ref::<ExportLayer>()?;
+        let parent = match parent {
+            Parent::Remote(remote) => remote,
+            Parent::Current => dispatch
+                .downcast_ref::<Registry>()
+                .and_then(current_in)
+                .or_else(super::request::current_context),
+        };
+        let context = layer.child_of(parent.as_ref());
+        Some((parent, context, layer.pipeline.batcher.clone()))
+    })?;
+    let recording = context.sampled.then(|| {
+        let mut record = open_record(
+            context,
+            parent.as_ref(),
+            kind,
+            name().into(),
+            attributes.len(),
+        );
+        record.attributes.extend(
+            attributes
+                .iter()
+                .map(|(key, value)| (*key, Value::Str((*value).to_owned()))),
+        );
+        (record, batcher)
+    });
+    Some(Started { context, recording })
 }
 
 impl<S> Layer<S> for ExportLayer
@@ -106,32 +221,23 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let parent = REMOTE_PARENT.with(Cell::take).or_else(|| {
-            // The nearest ancestor this layer sees, i.e. an exported one.
-            span.parent()
-                .and_then(|parent| parent.extensions().get::<Exported>().map(|e| e.context))
-        });
-        let trace_id = parent.map_or_else(new_trace_id, |parent| parent.trace_id);
-        let sampled = self.pipeline.sampler.sample(parent.as_ref(), trace_id);
-        let context = SpanContext {
-            trace_id,
-            span_id: new_span_id(),
-            sampled,
-            remote: false,
-        };
-        let record = sampled.then(|| {
-            let mut record = SpanRecord {
+        let parent = REMOTE_PARENT
+            .with(Cell::take)
+            .or_else(|| {
+                // The nearest ancestor this layer sees, i.e. an exported one.
+                span.parent()
+                    .and_then(|parent| parent.extensions().get::<Exported>().map(|e| e.context))
+            })
+            .or_else(super::request::current_context);
+        let context = self.child_of(parent.as_ref());
+        let record = context.sampled.then(|| {
+            let mut record = open_record(
                 context,
-                parent_span_id: parent.map_or(0, |parent| parent.span_id),
-                parent_is_remote: parent.is_some_and(|parent| parent.remote),
-                name: attrs.metadata().name().into(),
-                kind: SpanKind::Internal,
-                start: record::now(),
-                end: 0,
-                attributes: Vec::with_capacity(attrs.fields().len()),
-                events: Vec::new(),
-                status: Status::Unset,
-            };
+                parent.as_ref(),
+                SpanKind::Internal,
+                attrs.metadata().name().into(),
+                attrs.fields().len(),
+            );
             attrs.record(&mut FieldRecorder(&mut record));
             record
         });
@@ -153,34 +259,21 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: LayerContext<'_, S>) {
-        let Some(scope) = ctx.event_scope(event) else {
-            return;
-        };
-        // The nearest exported span; if it is not sampled, neither is the event.
-        for span in scope {
-            let mut extensions = span.extensions_mut();
-            let Some(exported) = extensions.get_mut::<Exported>() else {
-                continue;
-            };
-            let Some(record) = exported.record.as_mut() else {
+        // The nearest exported span, or else the request; if that is not
+        // sampled, neither is the event.
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope {
+                let mut extensions = span.extensions_mut();
+                let Some(exported) = extensions.get_mut::<Exported>() else {
+                    continue;
+                };
+                if let Some(record) = exported.record.as_mut() {
+                    add_event(record, event);
+                }
                 return;
-            };
-            let level = *event.metadata().level();
-            let mut fields = EventFields::default();
-            event.record(&mut fields);
-            fields
-                .attributes
-                .push(("level", Value::Str(level.as_str().to_owned())));
-            if level == tracing::Level::ERROR {
-                record.status = Status::Error(fields.message.clone());
             }
-            record.events.push(SpanEvent {
-                time: record::now(),
-                name: fields.message,
-                attributes: fields.attributes,
-            });
-            return;
         }
+        super::request::with_current_record(|record| add_event(record, event));
     }
 
     fn on_close(&self, id: Id, ctx: LayerContext<'_, S>) {
@@ -197,6 +290,24 @@ where
             self.pipeline.batcher.push(record);
         }
     }
+}
+
+/// Adds `event` (a warning or an error) to `record`; an error fails it.
+fn add_event(record: &mut SpanRecord, event: &Event<'_>) {
+    let level = *event.metadata().level();
+    let mut fields = EventFields::default();
+    event.record(&mut fields);
+    fields
+        .attributes
+        .push(("level", Value::Str(level.as_str().to_owned())));
+    if level == tracing::Level::ERROR {
+        record.status = Status::Error(fields.message.clone());
+    }
+    record.events.push(SpanEvent {
+        time: record::now(),
+        name: fields.message,
+        attributes: fields.attributes,
+    });
 }
 
 /// Writes a span's fields into its record.
@@ -290,10 +401,8 @@ impl Visit for EventFields {
 
 #[cfg(test)]
 mod tests {
-    use super::super::otlp::batch::Batcher;
     use super::super::otlp::sampler::Sampler;
     use super::*;
-    use std::sync::Arc;
     use tracing_subscriber::layer::SubscriberExt;
 
     /// Runs `work` with only the export layer installed, sampling as
@@ -393,6 +502,103 @@ mod tests {
         assert_eq!(spans[0].parent_span_id, remote.span_id);
         assert!(spans[0].parent_is_remote);
         assert_eq!(spans[0].kind, SpanKind::Consumer);
+    }
+
+    /// Starts a direct client span named "GET posting" under the current span.
+    fn client_call() -> Option<Started> {
+        start_direct(
+            Parent::Current,
+            SpanKind::Client,
+            || "GET posting".into(),
+            &[("peer.service", "posting")],
+        )
+    }
+
+    #[test]
+    fn a_direct_span_is_a_child_of_the_current_span() {
+        let mut direct = None;
+        let spans = exported_by(Sampler::AlwaysOn, || {
+            let handler = tracing::info_span!("handler");
+            let started = handler.in_scope(client_call);
+            direct = Some((context_of(&handler).unwrap(), started));
+        });
+        let (handler, started) = direct.unwrap();
+        let (record, _) = started.unwrap().recording.expect("sampled");
+        assert_eq!(spans.len(), 1, "only the handler went through the layer");
+        assert_eq!(record.name, "GET posting");
+        assert_eq!(record.kind, SpanKind::Client);
+        assert_eq!(record.context.trace_id, handler.trace_id);
+        assert_eq!(record.parent_span_id, handler.span_id);
+        assert_ne!(record.context.span_id, handler.span_id);
+        assert_eq!(
+            record.attribute("peer.service"),
+            Some(&Value::Str("posting".into()))
+        );
+        assert!(record.start > 0);
+        // Without the export layer there is nothing to start.
+        assert!(client_call().is_none());
+    }
+
+    #[test]
+    fn a_direct_span_under_an_unsampled_one_only_carries_the_trace_on() {
+        let mut seen = None;
+        exported_by(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)), || {
+            let handler = tracing::info_span!("handler");
+            let started = handler.in_scope(client_call).unwrap();
+            seen = Some((context_of(&handler).unwrap(), started));
+        });
+        let (handler, started) = seen.unwrap();
+        assert!(started.recording.is_none());
+        assert_eq!(started.context.trace_id, handler.trace_id);
+        assert!(!started.context.sampled);
+    }
+
+    #[test]
+    fn a_request_span_adopts_spans_and_warnings_made_while_it_is_current() {
+        use super::super::request::{RequestSpan, in_request};
+        let remote = SpanContext::from_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
+        let mut server = None;
+        let spans = exported_by(Sampler::AlwaysOn, || {
+            let started = start_direct(
+                Parent::Remote(remote),
+                SpanKind::Server,
+                || "POST /api/postings".into(),
+                &[("http.route", "/api/postings")],
+            )
+            .unwrap();
+            let request = Arc::new(RequestSpan::new(started.context, started.recording));
+            // A span for log lines only, as every request has: not exported.
+            let lines = tracing::info_span!(target: super::super::trace::REQUEST_LINES, "request");
+            in_request(&request, || {
+                lines.in_scope(|| {
+                    tracing::info_span!("db insert").in_scope(|| {});
+                    tracing::error!(parent: &lines, "the database is gone");
+                    assert_eq!(current_context(), Some(request.context));
+                });
+            });
+            assert_eq!(current_context(), None, "current only inside");
+            server = Some(request.context);
+            drop(request);
+        });
+        let server = server.unwrap();
+        assert_eq!(spans.len(), 2, "{spans:?}");
+        let (db, request) = (&spans[0], &spans[1]);
+        assert_eq!(request.context, server);
+        assert_eq!(request.kind, SpanKind::Server);
+        assert_eq!(request.context.trace_id, remote.unwrap().trace_id);
+        assert_eq!(request.parent_span_id, remote.unwrap().span_id);
+        assert!(request.parent_is_remote);
+        assert_eq!(db.parent_span_id, server.span_id);
+        assert_eq!(db.context.trace_id, server.trace_id);
+        assert_eq!(
+            request.status,
+            Status::Error("the database is gone".into()),
+            "the error outside any exported span is the request's"
+        );
+        assert_eq!(request.events.len(), 1);
+        assert!(request.end >= request.start);
     }
 
     #[test]

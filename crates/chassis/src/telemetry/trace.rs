@@ -16,9 +16,10 @@ use super::otlp::Pipeline;
 use super::otlp::batch::{Batcher, Worker};
 use super::otlp::context::SpanContext;
 use super::otlp::encode::Origin;
-use super::otlp::record::Value;
+use super::otlp::record::{SpanKind, SpanRecord, Status, Value};
 use super::otlp::settings::Settings;
-use super::spans;
+use super::request::{self, RequestSpan};
+use super::spans::{self, Parent};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -139,15 +140,6 @@ pub fn with_remote_parent(
     }
 }
 
-/// Like [`with_remote_parent`], with the `traceparent` of a request's headers.
-pub fn with_parent_from_headers(
-    headers: &axum::http::HeaderMap,
-    make: impl FnOnce() -> tracing::Span,
-) -> tracing::Span {
-    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
-    with_remote_parent(traceparent, make)
-}
-
 /// Writes the `traceparent` of `span` into outgoing request headers,
 /// replacing what was there (and dropping a `tracestate` that belonged to
 /// another context).
@@ -156,35 +148,171 @@ pub fn inject_headers(span: &tracing::Span, headers: &mut axum::http::HeaderMap)
         return;
     }
     if let Some(context) = spans::context_of(span) {
-        let value = axum::http::HeaderValue::from_bytes(&context.traceparent())
-            .expect("a traceparent is visible ASCII");
-        headers.insert(TRACEPARENT.clone(), value);
-        headers.remove(&TRACESTATE);
+        set_traceparent(headers, &context);
     }
+}
+
+fn set_traceparent(headers: &mut axum::http::HeaderMap, context: &SpanContext) {
+    let value = axum::http::HeaderValue::from_bytes(&context.traceparent())
+        .expect("a traceparent is visible ASCII");
+    headers.insert(TRACEPARENT.clone(), value);
+    headers.remove(&TRACESTATE);
 }
 
 static TRACEPARENT: axum::http::HeaderName = axum::http::HeaderName::from_static("traceparent");
 static TRACESTATE: axum::http::HeaderName = axum::http::HeaderName::from_static("tracestate");
 
-/// Whether the current span is being recorded for export (it was sampled).
-/// A client span under an unsampled one would be dropped too: callers skip
-/// making it and pass the current context on instead.
-pub fn current_is_recording() -> bool {
-    exporting() && spans::current_context().is_some_and(|context| context.sampled)
-}
-
-/// Writes the current span's `traceparent` into outgoing request headers.
-pub fn inject_current_headers(headers: &mut axum::http::HeaderMap) {
-    inject_headers(&tracing::Span::current(), headers);
-}
-
-/// The current span's trace and span ids in hex, for log lines.
-pub(super) fn current_ids() -> Option<(String, String)> {
+/// The trace and span ids in hex of the span `event` happened in, for its
+/// log line.
+pub(super) fn event_ids(event: &tracing::Event<'_>) -> Option<(String, String)> {
     if !exporting() {
         return None;
     }
-    let context = spans::current_context()?;
+    let context = spans::event_context(event)?;
     Some((context.trace_id_hex(), context.span_id_hex()))
+}
+
+/// The target of the `tracing` span each request has for its log lines.
+/// That span is never exported: the request's [`ServerSpan`] is.
+pub const REQUEST_LINES: &str = "dure::request";
+
+/// The server span of one request, recorded straight into the export queue
+/// rather than as a `tracing` span (which would cost a registry entry,
+/// filter checks, and an enter and exit on every poll). Its parent is the
+/// request's `traceparent`. While the request runs in its
+/// [`scope`](Self::scope), `tracing` spans made inside are its children and
+/// log lines carry its ids. It ends when dropped.
+pub struct ServerSpan(Option<Arc<RequestSpan>>);
+
+impl ServerSpan {
+    /// No span: the request is not traced.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Starts the span of the request with `headers`, named by `name` and
+    /// with string `attributes`.
+    pub fn start(
+        headers: &axum::http::HeaderMap,
+        name: impl FnOnce() -> String,
+        attributes: &[(&'static str, &str)],
+    ) -> Self {
+        if !exporting() {
+            return Self(None);
+        }
+        let remote = headers
+            .get(&TRACEPARENT)
+            .and_then(|value| value.to_str().ok())
+            .and_then(SpanContext::from_traceparent);
+        let started =
+            spans::start_direct(Parent::Remote(remote), SpanKind::Server, name, attributes);
+        Self(started.map(|started| Arc::new(RequestSpan::new(started.context, started.recording))))
+    }
+
+    /// Runs the request's handling, `future`, as this span's work.
+    pub fn scope<F: std::future::Future>(
+        &self,
+        future: F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        request::scope(self.0.clone(), future)
+    }
+
+    /// Runs `work` as this span's work (a log line about the request).
+    pub fn in_scope<T>(&self, work: impl FnOnce() -> T) -> T {
+        match &self.0 {
+            Some(request) => request::in_request(request, work),
+            None => work(),
+        }
+    }
+
+    /// Renames the span and its route, for a request whose route was only
+    /// known once it was handled.
+    pub fn set_route(&self, name: impl FnOnce() -> String, route: &str) {
+        if let Some(request) = &self.0 {
+            request.update(|record| {
+                record.name = name().into();
+                for (key, value) in &mut record.attributes {
+                    if *key == "http.route" {
+                        *value = Value::Str(route.to_owned());
+                    }
+                }
+            });
+        }
+    }
+
+    /// Records the response's status; a server error fails the span.
+    pub fn response_status(&self, status: u16) {
+        if let Some(request) = &self.0 {
+            request.update(|record| record_status(record, status));
+        }
+    }
+}
+
+/// `http.response.status_code`, and a failed span for a server error.
+fn record_status(record: &mut SpanRecord, status: u16) {
+    record
+        .attributes
+        .push(("http.response.status_code", Value::I64(status.into())));
+    if status >= 500 && record.status == Status::Unset {
+        record.status = Status::Error(String::new());
+    }
+}
+
+/// A client span recorded straight into the export queue rather than as a
+/// `tracing` span, for an outgoing call that logs nothing while it runs
+/// (the gateway's upstream call): there a `tracing` span's bookkeeping
+/// would cost more than the rest of the span. It is a child of the current
+/// span, its `traceparent` goes into the request it is started for, and it
+/// ends when dropped.
+pub struct ClientSpan {
+    recording: Option<(SpanRecord, Arc<Batcher>)>,
+}
+
+impl ClientSpan {
+    /// Starts the span of the call whose request has `headers`, named by
+    /// `name` and with string `attributes`. Under a span that is not sampled
+    /// nothing is recorded, but the request still carries the trace on.
+    pub fn start(
+        headers: &mut axum::http::HeaderMap,
+        name: impl FnOnce() -> String,
+        attributes: &[(&'static str, &str)],
+    ) -> Self {
+        if !exporting() {
+            return Self { recording: None };
+        }
+        let Some(started) =
+            spans::start_direct(Parent::Current, SpanKind::Client, name, attributes)
+        else {
+            return Self { recording: None };
+        };
+        set_traceparent(headers, &started.context);
+        Self {
+            recording: started.recording,
+        }
+    }
+
+    /// Records the response's status; a server error fails the span.
+    pub fn response_status(&mut self, status: u16) {
+        if let Some((record, _)) = &mut self.recording {
+            record_status(record, status);
+        }
+    }
+
+    /// Marks the call failed: no response came.
+    pub fn fail(&mut self) {
+        if let Some((record, _)) = &mut self.recording {
+            record.status = Status::Error(String::new());
+        }
+    }
+}
+
+impl Drop for ClientSpan {
+    fn drop(&mut self) {
+        if let Some((mut record, batcher)) = self.recording.take() {
+            record.end = super::otlp::record::now();
+            batcher.push(record);
+        }
+    }
 }
 
 #[cfg(test)]
