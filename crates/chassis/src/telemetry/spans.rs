@@ -408,7 +408,7 @@ mod tests {
     /// Runs `work` with only the export layer installed, sampling as
     /// `sampler` says; returns what was queued for export.
     fn exported_by(sampler: Sampler, work: impl FnOnce()) -> Vec<SpanRecord> {
-        let batcher = Arc::new(Batcher::new(1024, 512));
+        let batcher = Arc::new(Batcher::new(1024, 512, false));
         let pipeline = Pipeline {
             sampler,
             batcher: batcher.clone(),

@@ -69,7 +69,11 @@ pub fn export_requested() -> bool {
 pub(super) fn pipeline(resource: &ServiceResource) -> anyhow::Result<(Tracing, Pipeline)> {
     let settings = Settings::from_env().map_err(anyhow::Error::msg)?;
     let origin = origin(resource, &settings);
-    let batcher = Arc::new(Batcher::new(settings.max_queue, settings.max_batch));
+    let batcher = Arc::new(Batcher::new(
+        settings.max_queue,
+        settings.max_batch,
+        !settings.json,
+    ));
     let pipeline = Pipeline {
         sampler: settings.sampler.clone(),
         batcher: batcher.clone(),

@@ -6,6 +6,7 @@
 use super::encode::{self, Origin};
 use super::record::SpanRecord;
 use super::settings::Settings;
+use std::cell::RefCell;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
@@ -17,25 +18,71 @@ pub struct Batcher {
     ready: Condvar,
     max_queue: usize,
     max_batch: usize,
+    /// Whether spans are queued encoded (for `http/protobuf`) rather than
+    /// as records (for `http/json`, and tests that read them).
+    encoded: bool,
 }
 
-#[derive(Debug, Default)]
+/// Spans queued for one export request.
+#[derive(Debug)]
+pub enum Batch {
+    Records(Vec<SpanRecord>),
+    /// Spans as [`encode::span_entry`] writes them, and how many.
+    Encoded(Vec<u8>, usize),
+}
+
+impl Batch {
+    /// How many spans it holds.
+    pub fn spans(&self) -> usize {
+        match self {
+            Self::Records(spans) => spans.len(),
+            Self::Encoded(_, count) => *count,
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Queue {
-    spans: Vec<SpanRecord>,
+    /// Full batches, oldest first.
+    full: Vec<Batch>,
+    /// The batch being filled.
+    filling: Batch,
+    /// Spans in all batches.
+    queued: usize,
     dropped: u64,
     closing: bool,
 }
 
+thread_local! {
+    /// Where a request's thread encodes a span before queueing it, so that
+    /// the queue's lock is held only for the copy.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 impl Batcher {
-    pub fn new(max_queue: usize, max_batch: usize) -> Self {
-        Self {
+    pub fn new(max_queue: usize, max_batch: usize, encoded: bool) -> Self {
+        let batcher = Self {
             queue: Mutex::new(Queue {
-                spans: Vec::with_capacity(max_batch),
-                ..Queue::default()
+                full: Vec::new(),
+                filling: Batch::Records(Vec::new()),
+                queued: 0,
+                dropped: 0,
+                closing: false,
             }),
             ready: Condvar::new(),
             max_queue,
             max_batch,
+            encoded,
+        };
+        batcher.lock().filling = batcher.empty_batch();
+        batcher
+    }
+
+    fn empty_batch(&self) -> Batch {
+        if self.encoded {
+            Batch::Encoded(Vec::new(), 0)
+        } else {
+            Batch::Records(Vec::with_capacity(self.max_batch))
         }
     }
 
@@ -45,31 +92,76 @@ impl Batcher {
 
     /// Queues a finished span, or drops it when the queue is full.
     pub fn push(&self, span: SpanRecord) {
+        if !self.encoded {
+            self.queue_one(|batch| {
+                if let Batch::Records(spans) = batch {
+                    spans.push(span);
+                }
+            });
+            return;
+        }
+        let queued = SCRATCH.try_with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            encode::span_entry(&mut scratch, &span);
+            self.queue_one(|batch| {
+                if let Batch::Encoded(bytes, count) = batch {
+                    bytes.extend_from_slice(&scratch);
+                    *count += 1;
+                }
+            });
+        });
+        if queued.is_err() {
+            // A thread being torn down: encode it the long way.
+            let mut entry = Vec::new();
+            encode::span_entry(&mut entry, &span);
+            self.queue_one(|batch| {
+                if let Batch::Encoded(bytes, count) = batch {
+                    bytes.extend_from_slice(&entry);
+                    *count += 1;
+                }
+            });
+        }
+    }
+
+    /// Adds one span to the batch being filled with `add`, unless the queue
+    /// is full; a batch that fills up is handed to the exporter.
+    fn queue_one(&self, add: impl FnOnce(&mut Batch)) {
         let mut queue = self.lock();
-        if queue.spans.len() >= self.max_queue {
+        if queue.queued >= self.max_queue {
             queue.dropped += 1;
             return;
         }
-        queue.spans.push(span);
-        if queue.spans.len() == self.max_batch {
+        add(&mut queue.filling);
+        queue.queued += 1;
+        if queue.filling.spans() == self.max_batch {
+            let full = std::mem::replace(&mut queue.filling, self.empty_batch());
+            queue.full.push(full);
             self.ready.notify_one();
         }
     }
 
-    /// Everything queued, taken out (tests read spans this way).
+    /// Everything queued as records, taken out (tests read spans this way).
     #[cfg(test)]
     pub fn take(&self) -> Vec<SpanRecord> {
-        std::mem::take(&mut self.lock().spans)
+        let (batches, _, _) = self.next(Duration::ZERO);
+        batches
+            .into_iter()
+            .flat_map(|batch| match batch {
+                Batch::Records(spans) => spans,
+                Batch::Encoded(..) => panic!("spans are queued encoded"),
+            })
+            .collect()
     }
 
     /// Waits until a batch is full, `delay` has passed or the exporter is
     /// told to stop; returns the full batches (or, after the delay or at
     /// stop, everything queued), how many spans were dropped since the last
     /// call, and whether to stop.
-    fn next(&self, delay: Duration) -> (Vec<SpanRecord>, u64, bool) {
+    fn next(&self, delay: Duration) -> (Vec<Batch>, u64, bool) {
         let deadline = Instant::now() + delay;
         let mut queue = self.lock();
-        while queue.spans.len() < self.max_batch && !queue.closing {
+        while queue.full.is_empty() && !queue.closing {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -80,18 +172,14 @@ impl Batcher {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        let timed_out = queue.spans.len() < self.max_batch;
-        let spans = if timed_out || queue.closing {
-            std::mem::replace(&mut queue.spans, Vec::with_capacity(self.max_batch))
-        } else {
-            // Full batches now; a part batch waits for its delay.
-            let full = queue.spans.len() / self.max_batch * self.max_batch;
-            // Room for a whole batch, so that pushes do not regrow it.
-            let mut rest = Vec::with_capacity(self.max_batch);
-            rest.extend(queue.spans.drain(full..));
-            std::mem::replace(&mut queue.spans, rest)
-        };
-        (spans, std::mem::take(&mut queue.dropped), queue.closing)
+        let mut batches = std::mem::take(&mut queue.full);
+        // A part batch waits for its delay, unless the exporter stops.
+        if (batches.is_empty() || queue.closing) && queue.filling.spans() > 0 {
+            let part = std::mem::replace(&mut queue.filling, self.empty_batch());
+            batches.push(part);
+        }
+        queue.queued -= batches.iter().map(Batch::spans).sum::<usize>();
+        (batches, std::mem::take(&mut queue.dropped), queue.closing)
     }
 
     fn close(&self) {
@@ -161,22 +249,25 @@ fn export_loop(batcher: &Batcher, settings: &Settings, origin: &Origin) {
             return;
         }
     };
-    let content_type = if settings.json {
-        "application/json"
-    } else {
-        "application/x-protobuf"
-    };
     let mut failing = false;
     loop {
-        let (spans, dropped, closing) = batcher.next(settings.schedule_delay);
+        let (batches, dropped, closing) = batcher.next(settings.schedule_delay);
         if dropped > 0 {
             tracing::warn!(dropped, "trace export queue was full: spans dropped");
         }
-        for batch in spans.chunks(settings.max_batch) {
-            let body = if settings.json {
-                encode::json(origin, batch)
-            } else {
-                encode::protobuf(origin, batch)
+        for batch in batches {
+            let spans = batch.spans();
+            let (body, content_type) = match batch {
+                Batch::Records(records) if settings.json => {
+                    (encode::json(origin, &records), "application/json")
+                }
+                Batch::Records(records) => {
+                    (encode::protobuf(origin, &records), "application/x-protobuf")
+                }
+                Batch::Encoded(entries, _) => (
+                    encode::protobuf_of_entries(origin, &entries),
+                    "application/x-protobuf",
+                ),
             };
             let mut request = client
                 .post(&settings.endpoint)
@@ -200,7 +291,7 @@ fn export_loop(batcher: &Batcher, settings: &Settings, origin: &Origin) {
             match outcome {
                 Err(reason) if !failing => {
                     failing = true;
-                    tracing::warn!(%reason, spans = batch.len(), "trace export failed: spans dropped");
+                    tracing::warn!(%reason, spans, "trace export failed: spans dropped");
                 }
                 Ok(()) if failing => {
                     failing = false;
@@ -255,16 +346,24 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts() {
-        let batcher = Batcher::new(3, 2);
-        for n in 1..=5 {
-            batcher.push(span(n));
+        for encoded in [false, true] {
+            let batcher = Batcher::new(3, 2, encoded);
+            for n in 1..=5 {
+                batcher.push(span(n));
+            }
+            // A full batch first; the part batch left over after its delay.
+            let (batches, dropped, closing) = batcher.next(Duration::ZERO);
+            let lens: Vec<usize> = batches.iter().map(Batch::spans).collect();
+            assert_eq!(lens, [2]);
+            assert_eq!((dropped, closing), (2, false));
+            let (batches, dropped, _) = batcher.next(Duration::ZERO);
+            let lens: Vec<usize> = batches.iter().map(Batch::spans).collect();
+            assert_eq!((lens, dropped), (vec![1], 0));
+            // Room again.
+            batcher.push(span(6));
+            let (batches, _, _) = batcher.next(Duration::ZERO);
+            assert_eq!(batches.iter().map(Batch::spans).sum::<usize>(), 1);
         }
-        // A full batch first; the part batch left over after its delay.
-        let (spans, dropped, closing) = batcher.next(Duration::ZERO);
-        assert_eq!(spans.len(), 2);
-        assert_eq!((dropped, closing), (2, false));
-        let (spans, dropped, _) = batcher.next(Duration::ZERO);
-        assert_eq!((spans.len(), dropped), (1, 0));
     }
 
     fn settings(endpoint: &str, extra: &[(&str, &str)]) -> Settings {
@@ -322,7 +421,7 @@ mod tests {
                 ("OTEL_EXPORTER_OTLP_HEADERS", "x-team=core"),
             ],
         );
-        let batcher = Arc::new(Batcher::new(settings.max_queue, settings.max_batch));
+        let batcher = Arc::new(Batcher::new(settings.max_queue, settings.max_batch, true));
         let worker = Worker::start(batcher.clone(), settings, origin()).unwrap();
         let spans: Vec<SpanRecord> = (1..=3).map(span).collect();
         for span in &spans {
@@ -356,7 +455,7 @@ mod tests {
     fn a_collector_that_is_down_costs_only_the_spans() {
         // Nothing listens on port 1: every export fails at once.
         let settings = settings("http://127.0.0.1:1", &[("OTEL_BSP_SCHEDULE_DELAY", "10")]);
-        let batcher = Arc::new(Batcher::new(4, 2));
+        let batcher = Arc::new(Batcher::new(4, 2, true));
         let worker = Worker::start(batcher.clone(), settings, origin()).unwrap();
         for n in 1..=10 {
             batcher.push(span(n));
@@ -370,7 +469,7 @@ mod tests {
 
     #[test]
     fn a_full_batch_wakes_the_exporter_before_the_delay() {
-        let batcher = Arc::new(Batcher::new(10, 2));
+        let batcher = Arc::new(Batcher::new(10, 2, false));
         let pusher = batcher.clone();
         let started = Instant::now();
         std::thread::spawn(move || {
@@ -378,8 +477,8 @@ mod tests {
             pusher.push(span(1));
             pusher.push(span(2));
         });
-        let (spans, _, _) = batcher.next(Duration::from_secs(30));
-        assert_eq!(spans.len(), 2);
+        let (batches, _, _) = batcher.next(Duration::from_secs(30));
+        assert_eq!(batches.iter().map(Batch::spans).collect::<Vec<_>>(), [2]);
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 }

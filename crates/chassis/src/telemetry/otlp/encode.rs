@@ -25,7 +25,13 @@ const FIXED32: u8 = 5;
 struct Wire<'a>(&'a mut Vec<u8>);
 
 impl Wire<'_> {
+    #[inline]
     fn varint(&mut self, mut value: u64) {
+        // Tags and most lengths take one byte.
+        if value < 0x80 {
+            self.0.push(value as u8);
+            return;
+        }
         while value >= 0x80 {
             self.0.push((value as u8) | 0x80);
             value >>= 7;
@@ -33,37 +39,44 @@ impl Wire<'_> {
         self.0.push(value as u8);
     }
 
+    #[inline]
     fn tag(&mut self, field: u32, wire: u8) {
         self.varint(u64::from(field << 3 | u32::from(wire)));
     }
 
     /// The head of a length-delimited field whose body follows.
+    #[inline]
     fn len_head(&mut self, field: u32, len: usize) {
         self.tag(field, LEN);
         self.varint(len as u64);
     }
 
+    #[inline]
     fn bytes(&mut self, field: u32, bytes: &[u8]) {
         self.len_head(field, bytes.len());
         self.0.extend_from_slice(bytes);
     }
 
+    #[inline]
     fn string(&mut self, field: u32, text: &str) {
         if !text.is_empty() {
             self.bytes(field, text.as_bytes());
         }
     }
 
+    #[inline]
     fn fixed64(&mut self, field: u32, value: u64) {
         self.tag(field, FIXED64);
         self.0.extend_from_slice(&value.to_le_bytes());
     }
 
+    #[inline]
     fn fixed32(&mut self, field: u32, value: u32) {
         self.tag(field, FIXED32);
         self.0.extend_from_slice(&value.to_le_bytes());
     }
 
+    #[inline]
     fn uint(&mut self, field: u32, value: u64) {
         if value != 0 {
             self.tag(field, VARINT);
@@ -126,10 +139,12 @@ fn key_value_len(key: &str, value: &Value) -> usize {
 }
 
 /// A `KeyValue` as field `field`.
+#[inline]
 fn write_key_value(wire: &mut Wire<'_>, field: u32, key: &str, value: &Value) {
-    wire.len_head(field, key_value_len(key, value));
+    let value_len = any_value_len(value);
+    wire.len_head(field, field_len(key.len()) + field_len(value_len));
     wire.bytes(1, key.as_bytes());
-    wire.len_head(2, any_value_len(value));
+    wire.len_head(2, value_len);
     write_any_value(wire, value);
 }
 
@@ -234,17 +249,36 @@ fn flags(span: &SpanRecord) -> u32 {
     sampled | HAS_IS_REMOTE | remote
 }
 
+/// Appends `span` to `out` as one entry of a `ScopeSpans` message's span
+/// list: the form the export queue keeps spans in, so that a request's
+/// thread encodes its spans while they are in its cache and the export
+/// thread only concatenates.
+pub fn span_entry(out: &mut Vec<u8>, span: &SpanRecord) {
+    let len = span_len(span);
+    out.reserve(field_len(len));
+    let mut wire = Wire(out);
+    wire.len_head(2, len);
+    write_span(&mut wire, span);
+}
+
 /// One export request holding `spans`, in protobuf.
 pub fn protobuf(origin: &Origin, spans: &[SpanRecord]) -> Vec<u8> {
+    let mut entries = Vec::new();
+    for span in spans {
+        span_entry(&mut entries, span);
+    }
+    protobuf_of_entries(origin, &entries)
+}
+
+/// One export request holding spans already encoded by [`span_entry`].
+pub fn protobuf_of_entries(origin: &Origin, entries: &[u8]) -> Vec<u8> {
     let resource_len: usize = origin
         .resource
         .iter()
         .map(|(key, value)| field_len(key_value_len(key, value)))
         .sum();
     let scope_len = string_len(origin.scope) + string_len(origin.scope_version);
-    let span_lens: Vec<usize> = spans.iter().map(span_len).collect();
-    let scope_spans_len =
-        field_len(scope_len) + span_lens.iter().map(|len| field_len(*len)).sum::<usize>();
+    let scope_spans_len = field_len(scope_len) + entries.len();
     let resource_spans_len = field_len(resource_len) + field_len(scope_spans_len);
     let total = field_len(resource_spans_len);
     let mut request = Vec::with_capacity(total);
@@ -258,10 +292,7 @@ pub fn protobuf(origin: &Origin, spans: &[SpanRecord]) -> Vec<u8> {
     wire.len_head(1, scope_len);
     wire.string(1, origin.scope);
     wire.string(2, origin.scope_version);
-    for (span, len) in spans.iter().zip(span_lens) {
-        wire.len_head(2, len);
-        write_span(&mut wire, span);
-    }
+    request.extend_from_slice(entries);
     debug_assert_eq!(request.len(), total, "computed and written lengths differ");
     request
 }
