@@ -49,6 +49,9 @@ struct Queue {
     filling: Batch,
     /// Spans in all batches.
     queued: usize,
+    /// The size of the last full encoded batch: the next one is given as
+    /// much room, so that it is not regrown (and copied) span by span.
+    batch_bytes: usize,
     dropped: u64,
     closing: bool,
 }
@@ -66,6 +69,7 @@ impl Batcher {
                 full: Vec::new(),
                 filling: Batch::Records(Vec::new()),
                 queued: 0,
+                batch_bytes: 0,
                 dropped: 0,
                 closing: false,
             }),
@@ -74,13 +78,14 @@ impl Batcher {
             max_batch,
             encoded,
         };
-        batcher.lock().filling = batcher.empty_batch();
+        batcher.lock().filling = batcher.empty_batch(0);
         batcher
     }
 
-    fn empty_batch(&self) -> Batch {
+    /// A batch to fill, with room for `bytes` of encoded spans.
+    fn empty_batch(&self, bytes: usize) -> Batch {
         if self.encoded {
-            Batch::Encoded(Vec::new(), 0)
+            Batch::Encoded(Vec::with_capacity(bytes), 0)
         } else {
             Batch::Records(Vec::with_capacity(self.max_batch))
         }
@@ -135,7 +140,11 @@ impl Batcher {
         add(&mut queue.filling);
         queue.queued += 1;
         if queue.filling.spans() == self.max_batch {
-            let full = std::mem::replace(&mut queue.filling, self.empty_batch());
+            if let Batch::Encoded(bytes, _) = &queue.filling {
+                queue.batch_bytes = bytes.len();
+            }
+            let room = queue.batch_bytes;
+            let full = std::mem::replace(&mut queue.filling, self.empty_batch(room));
             queue.full.push(full);
             self.ready.notify_one();
         }
@@ -175,7 +184,8 @@ impl Batcher {
         let mut batches = std::mem::take(&mut queue.full);
         // A part batch waits for its delay, unless the exporter stops.
         if (batches.is_empty() || queue.closing) && queue.filling.spans() > 0 {
-            let part = std::mem::replace(&mut queue.filling, self.empty_batch());
+            let room = queue.batch_bytes;
+            let part = std::mem::replace(&mut queue.filling, self.empty_batch(room));
             batches.push(part);
         }
         queue.queued -= batches.iter().map(Batch::spans).sum::<usize>();
