@@ -5,9 +5,11 @@
 //! carrying `trace_id` and `span_id` when traces are exported. `RUST_LOG`
 //! chooses what is shown (default `info`). [`trace`] exports spans over
 //! OTLP/HTTP and carries `traceparent` across processes; the `spans` module
-//! is the layer that records `tracing` spans for export, and `otlp` the
-//! export itself (sampling, the batch queue, the OTLP encoding). Metrics go
-//! to a process-wide Prometheus recorder rendered by `/metrics`.
+//! is the layer that records `tracing` spans for export, `request` the
+//! request whose server span is recorded directly (decision record 8) and
+//! is current while the request is polled, and `otlp` the export itself
+//! (sampling, the batch queue, the OTLP encoding). Metrics go to a
+//! process-wide Prometheus recorder rendered by `/metrics`.
 
 mod otlp;
 mod request;
