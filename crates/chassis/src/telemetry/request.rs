@@ -7,7 +7,7 @@
 
 use super::otlp::batch::Batcher;
 use super::otlp::context::SpanContext;
-use super::otlp::record::{self, SpanRecord};
+use super::otlp::record::SpanRecord;
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -39,9 +39,8 @@ impl RequestSpan {
 impl Drop for RequestSpan {
     fn drop(&mut self) {
         if let Some((record, batcher)) = self.recording.take() {
-            let mut record = record.into_inner().unwrap_or_else(PoisonError::into_inner);
-            record.end = record::now();
-            batcher.push(record);
+            let record = record.into_inner().unwrap_or_else(PoisonError::into_inner);
+            batcher.end(record);
         }
     }
 }

@@ -282,12 +282,11 @@ where
         };
         let exported = span.extensions_mut().remove::<Exported>();
         if let Some(Exported {
-            record: Some(mut record),
+            record: Some(record),
             ..
         }) = exported
         {
-            record.end = record::now();
-            self.pipeline.batcher.push(record);
+            self.pipeline.batcher.end(record);
         }
     }
 }

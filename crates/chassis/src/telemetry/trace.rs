@@ -312,9 +312,8 @@ impl ClientSpan {
 
 impl Drop for ClientSpan {
     fn drop(&mut self) {
-        if let Some((mut record, batcher)) = self.recording.take() {
-            record.end = super::otlp::record::now();
-            batcher.push(record);
+        if let Some((record, batcher)) = self.recording.take() {
+            batcher.end(record);
         }
     }
 }

@@ -32,6 +32,15 @@ pub enum Batch {
 }
 
 impl Batch {
+    /// An empty batch of records, or of encoded spans with room for `bytes`.
+    fn empty(encoded: bool, max_batch: usize, bytes: usize) -> Self {
+        if encoded {
+            Self::Encoded(Vec::with_capacity(bytes), 0)
+        } else {
+            Self::Records(Vec::with_capacity(max_batch))
+        }
+    }
+
     /// How many spans it holds.
     pub fn spans(&self) -> usize {
         match self {
@@ -64,10 +73,10 @@ thread_local! {
 
 impl Batcher {
     pub fn new(max_queue: usize, max_batch: usize, encoded: bool) -> Self {
-        let batcher = Self {
+        Self {
             queue: Mutex::new(Queue {
                 full: Vec::new(),
-                filling: Batch::Records(Vec::new()),
+                filling: Batch::empty(encoded, max_batch, 0),
                 queued: 0,
                 batch_bytes: 0,
                 dropped: 0,
@@ -77,22 +86,22 @@ impl Batcher {
             max_queue,
             max_batch,
             encoded,
-        };
-        batcher.lock().filling = batcher.empty_batch(0);
-        batcher
+        }
     }
 
     /// A batch to fill, with room for `bytes` of encoded spans.
     fn empty_batch(&self, bytes: usize) -> Batch {
-        if self.encoded {
-            Batch::Encoded(Vec::with_capacity(bytes), 0)
-        } else {
-            Batch::Records(Vec::with_capacity(self.max_batch))
-        }
+        Batch::empty(self.encoded, self.max_batch, bytes)
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends `span` now and queues it.
+    pub fn end(&self, mut span: SpanRecord) {
+        span.end = super::record::now();
+        self.push(span);
     }
 
     /// Queues a finished span, or drops it when the queue is full.
@@ -105,27 +114,20 @@ impl Batcher {
             });
             return;
         }
-        let queued = SCRATCH.try_with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            scratch.clear();
-            encode::span_entry(&mut scratch, &span);
+        let queue_encoded = |entry: &mut Vec<u8>| {
+            entry.clear();
+            encode::span_entry(entry, &span);
             self.queue_one(|batch| {
                 if let Batch::Encoded(bytes, count) = batch {
-                    bytes.extend_from_slice(&scratch);
+                    bytes.extend_from_slice(entry);
                     *count += 1;
                 }
             });
-        });
+        };
+        let queued = SCRATCH.try_with(|scratch| queue_encoded(&mut scratch.borrow_mut()));
         if queued.is_err() {
-            // A thread being torn down: encode it the long way.
-            let mut entry = Vec::new();
-            encode::span_entry(&mut entry, &span);
-            self.queue_one(|batch| {
-                if let Batch::Encoded(bytes, count) = batch {
-                    bytes.extend_from_slice(&entry);
-                    *count += 1;
-                }
-            });
+            // A thread being torn down has no scratch left.
+            queue_encoded(&mut Vec::new());
         }
     }
 
