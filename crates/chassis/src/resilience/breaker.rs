@@ -59,9 +59,52 @@ impl Default for BreakerSettings {
 
 #[derive(Debug)]
 enum State {
-    Closed { outcomes: VecDeque<Outcome> },
+    Closed { outcomes: Outcomes },
     Open { until: Instant },
     HalfOpen { permits: usize, successes: usize },
+}
+
+/// The outcomes of the last calls, oldest first, with how many failed and
+/// how many were slow kept as they come and go (not counted per call).
+#[derive(Debug)]
+struct Outcomes {
+    last: VecDeque<Outcome>,
+    failures: usize,
+    slow: usize,
+}
+
+impl Outcomes {
+    fn new(window: usize) -> Self {
+        Self {
+            last: VecDeque::with_capacity(window),
+            failures: 0,
+            slow: 0,
+        }
+    }
+
+    /// Adds `outcome`, forgetting the oldest one beyond `window`.
+    fn push(&mut self, outcome: Outcome, window: usize) {
+        if self.last.len() == window
+            && let Some(oldest) = self.last.pop_front()
+        {
+            self.count(oldest, false);
+        }
+        self.last.push_back(outcome);
+        self.count(outcome, true);
+    }
+
+    fn count(&mut self, outcome: Outcome, added: bool) {
+        let counter = match outcome {
+            Outcome::Success => return,
+            Outcome::Slow => &mut self.slow,
+            Outcome::Failure => &mut self.failures,
+        };
+        if added {
+            *counter += 1;
+        } else {
+            *counter -= 1;
+        }
+    }
 }
 
 impl State {
@@ -102,7 +145,7 @@ impl Breaker {
             name: name.into(),
             settings,
             state: Mutex::new(State::Closed {
-                outcomes: VecDeque::with_capacity(settings.window),
+                outcomes: Outcomes::new(settings.window),
             }),
         };
         metrics::gauge!("circuit_breaker_state", "name" => breaker.name.clone()).set(0.0);
@@ -157,18 +200,13 @@ impl Breaker {
         let settings = self.settings;
         let next = match &mut *state {
             State::Closed { outcomes } => {
-                if outcomes.len() == settings.window {
-                    outcomes.pop_front();
-                }
-                outcomes.push_back(outcome);
-                let calls = outcomes.len();
+                outcomes.push(outcome, settings.window);
+                let calls = outcomes.last.len();
                 if calls < settings.minimum_calls {
                     None
                 } else {
-                    let failures = outcomes.iter().filter(|o| **o == Outcome::Failure).count();
-                    let slow = outcomes.iter().filter(|o| **o == Outcome::Slow).count();
-                    let tripped = failures as f64 / calls as f64 >= settings.failure_rate
-                        || slow as f64 / calls as f64 >= settings.slow_call_rate;
+                    let tripped = outcomes.failures as f64 / calls as f64 >= settings.failure_rate
+                        || outcomes.slow as f64 / calls as f64 >= settings.slow_call_rate;
                     tripped.then(|| State::Open {
                         until: Instant::now() + settings.open_for,
                     })
@@ -182,7 +220,7 @@ impl Breaker {
                 } else {
                     *successes += 1;
                     (*successes >= settings.half_open_calls).then(|| State::Closed {
-                        outcomes: VecDeque::with_capacity(settings.window),
+                        outcomes: Outcomes::new(settings.window),
                     })
                 }
             }
@@ -277,5 +315,28 @@ mod tests {
             slow.record(Outcome::Slow);
         }
         assert_eq!(slow.state(), "open");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_last_window_of_calls_counts() {
+        let b = breaker();
+        // Nine failures among nineteen calls, then twenty successes push
+        // them out of the window.
+        for _ in 0..10 {
+            b.record(Outcome::Success);
+        }
+        for _ in 0..9 {
+            b.record(Outcome::Failure);
+        }
+        assert_eq!(b.state(), "closed", "9 of 19 failed");
+        for _ in 0..20 {
+            b.record(Outcome::Success);
+        }
+        for _ in 0..9 {
+            b.record(Outcome::Failure);
+        }
+        assert_eq!(b.state(), "closed", "9 of the last 20 failed");
+        b.record(Outcome::Failure);
+        assert_eq!(b.state(), "open", "10 of the last 20 failed");
     }
 }
