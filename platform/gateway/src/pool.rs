@@ -55,7 +55,8 @@ pub struct Pool {
 struct Shared {
     connect_timeout: Duration,
     /// Idle connections by instance authority, most recently used last.
-    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+    /// Keyed by its text: `Authority` hashes byte by byte, lowercased.
+    idle: Mutex<HashMap<Box<str>, Vec<Idle>>>,
     /// Whether this worker's task that closes expired connections runs.
     sweeping: AtomicBool,
 }
@@ -121,7 +122,7 @@ impl Pool {
                 .idle
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get_mut(authority)?
+                .get_mut(authority.as_str())?
                 .pop()?;
             if sender.is_closed() {
                 continue;
@@ -204,7 +205,10 @@ impl Home {
             .idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let list = idle.entry(self.authority).or_default();
+        let list = match idle.get_mut(self.authority.as_str()) {
+            Some(list) => list,
+            None => idle.entry(self.authority.as_str().into()).or_default(),
+        };
         if list.len() < MAX_IDLE_PER_INSTANCE {
             list.push(Idle {
                 sender: self.sender,

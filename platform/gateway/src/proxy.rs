@@ -40,14 +40,28 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Whether `name` is one of [`HOP_BY_HOP`] (one match on the text rather
+/// than a comparison with each).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-connection"
+    )
+}
+
 /// Removes hop-by-hop headers, including any the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages have none: one pass over their few names is cheaper
     // than looking up each hop-by-hop name.
-    if !headers
-        .keys()
-        .any(|name| HOP_BY_HOP.iter().any(|hop| hop == name))
-    {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -284,11 +298,7 @@ fn upstream_span(parts: &mut axum::http::request::Parts, endpoint: &Endpoint) ->
     ClientSpan::start(
         &mut parts.headers,
         || [method, " ", &endpoint.service].concat(),
-        &[
-            ("peer.service", &endpoint.service),
-            ("server.address", &endpoint.address),
-            ("service.instance.id", &endpoint.instance_id),
-        ],
+        &endpoint.span_attributes,
     )
 }
 
@@ -337,6 +347,15 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn the_quick_check_knows_every_hop_by_hop_name() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        assert!(!is_hop_by_hop(&header::ACCEPT));
+        assert!(!is_hop_by_hop(&HeaderName::from_static("x-request-id")));
     }
 
     #[test]

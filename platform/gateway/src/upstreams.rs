@@ -11,6 +11,7 @@
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
 use axum::http::{HeaderValue, Uri};
 use dure_chassis::resilience::Ejection;
+use dure_chassis::telemetry::trace::SharedAttributes;
 use dure_contracts::registry::Catalog;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct Endpoint {
     target: Option<Target>,
     /// `gateway_upstream_duration_seconds` of the service, looked up once.
     pub duration: metrics::Histogram,
+    /// What the span of a call to it says about it, made once.
+    pub span_attributes: SharedAttributes,
 }
 
 impl Endpoint {
@@ -49,9 +52,15 @@ impl Endpoint {
                     .unwrap_or_default(),
             })
         });
+        let span_attributes = SharedAttributes::new(&[
+            ("peer.service", service),
+            ("server.address", &address),
+            ("service.instance.id", instance_id),
+        ]);
         Self {
             service: service.to_owned(),
             instance_id: instance_id.to_owned(),
+            span_attributes,
             duration: metrics::histogram!("gateway_upstream_duration_seconds", "service" => service.to_owned()),
             address,
             in_flight: AtomicUsize::new(0),

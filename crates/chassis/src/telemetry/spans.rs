@@ -17,7 +17,7 @@
 use super::otlp::Pipeline;
 use super::otlp::batch::Batcher;
 use super::otlp::context::{SpanContext, new_span_id, new_trace_id};
-use super::otlp::record::{self, SpanEvent, SpanKind, SpanRecord, Status, Value};
+use super::otlp::record::{self, SharedAttributes, SpanEvent, SpanKind, SpanRecord, Status, Value};
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt::Debug;
@@ -52,6 +52,9 @@ pub(super) fn exported()
             *meta.level() <= tracing::Level::WARN
         }
     })
+    // Without a hint the process's most verbose level would be trace, and
+    // every debug and trace callsite would be asked again at each call.
+    .with_max_level_hint(tracing::Level::INFO)
 }
 
 /// Kept in an exported span's extensions: its context, and its record
@@ -152,6 +155,7 @@ fn open_record(
         kind,
         start: record::now(),
         end: 0,
+        shared: None,
         attributes: Vec::with_capacity(attributes),
         events: Vec::new(),
         status: Status::Unset,
@@ -175,12 +179,14 @@ pub(super) struct Started {
     pub recording: Option<(SpanRecord, Arc<Batcher>)>,
 }
 
-/// Starts a span of `kind` under `parent`, sampled as the export layer
-/// samples; none when no export layer is installed.
+/// Starts a span of `kind` under `parent`, with `shared` attributes and
+/// string `attributes` of its own, sampled as the export layer samples;
+/// none when no export layer is installed.
 pub(super) fn start_direct(
     parent: Parent,
     kind: SpanKind,
     name: impl FnOnce() -> String,
+    shared: Option<&SharedAttributes>,
     attributes: &[(&'static str, &str)],
 ) -> Option<Started> {
     let (parent, context, batcher) = tracing::dispatcher::get_default(|dispatch| {
@@ -201,8 +207,10 @@ pub(super) fn start_direct(
             parent.as_ref(),
             kind,
             name().into(),
-            attributes.len(),
+            // and the response status every server and client span gets
+            attributes.len() + 1,
         );
+        record.shared = shared.cloned();
         record.attributes.extend(
             attributes
                 .iter()
@@ -509,7 +517,8 @@ mod tests {
             Parent::Current,
             SpanKind::Client,
             || "GET posting".into(),
-            &[("peer.service", "posting")],
+            Some(&SharedAttributes::new(&[("peer.service", "posting")])),
+            &[("url.path", "/api/postings")],
         )
     }
 
@@ -532,6 +541,10 @@ mod tests {
         assert_eq!(
             record.attribute("peer.service"),
             Some(&Value::Str("posting".into()))
+        );
+        assert_eq!(
+            record.attribute("url.path"),
+            Some(&Value::Str("/api/postings".into()))
         );
         assert!(record.start > 0);
         // Without the export layer there is nothing to start.
@@ -564,6 +577,7 @@ mod tests {
                 Parent::Remote(remote),
                 SpanKind::Server,
                 || "POST /api/postings".into(),
+                None,
                 &[("http.route", "/api/postings")],
             )
             .unwrap();

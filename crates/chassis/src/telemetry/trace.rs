@@ -17,6 +17,7 @@ use super::otlp::batch::{Batcher, Worker};
 use super::otlp::context::SpanContext;
 use super::otlp::encode::Origin;
 use super::otlp::record::{SpanKind, SpanRecord, Status, Value};
+pub use super::otlp::record::SharedAttributes;
 use super::otlp::settings::Settings;
 use super::request::{self, RequestSpan};
 use super::spans::{self, Parent};
@@ -208,8 +209,13 @@ impl ServerSpan {
             .get(&TRACEPARENT)
             .and_then(|value| value.to_str().ok())
             .and_then(SpanContext::from_traceparent);
-        let started =
-            spans::start_direct(Parent::Remote(remote), SpanKind::Server, name, attributes);
+        let started = spans::start_direct(
+            Parent::Remote(remote),
+            SpanKind::Server,
+            name,
+            None,
+            attributes,
+        );
         Self(started.map(|started| Arc::new(RequestSpan::new(started.context, started.recording))))
     }
 
@@ -274,19 +280,24 @@ pub struct ClientSpan {
 
 impl ClientSpan {
     /// Starts the span of the call whose request has `headers`, named by
-    /// `name` and with string `attributes`. Under a span that is not sampled
-    /// nothing is recorded, but the request still carries the trace on.
+    /// `name` and with the `attributes` of whom it calls. Under a span that
+    /// is not sampled nothing is recorded, but the request still carries the
+    /// trace on.
     pub fn start(
         headers: &mut axum::http::HeaderMap,
         name: impl FnOnce() -> String,
-        attributes: &[(&'static str, &str)],
+        attributes: &SharedAttributes,
     ) -> Self {
         if !exporting() {
             return Self { recording: None };
         }
-        let Some(started) =
-            spans::start_direct(Parent::Current, SpanKind::Client, name, attributes)
-        else {
+        let Some(started) = spans::start_direct(
+            Parent::Current,
+            SpanKind::Client,
+            name,
+            Some(attributes),
+            &[],
+        ) else {
             return Self { recording: None };
         };
         set_traceparent(headers, &started.context);

@@ -32,10 +32,10 @@ pub enum Batch {
 }
 
 impl Batch {
-    /// An empty batch of records, or of encoded spans with room for `bytes`.
-    fn empty(encoded: bool, max_batch: usize, bytes: usize) -> Self {
+    /// An empty batch of records, or of encoded spans in `bytes`.
+    fn empty(encoded: bool, max_batch: usize, bytes: Vec<u8>) -> Self {
         if encoded {
-            Self::Encoded(Vec::with_capacity(bytes), 0)
+            Self::Encoded(bytes, 0)
         } else {
             Self::Records(Vec::with_capacity(max_batch))
         }
@@ -58,9 +58,12 @@ struct Queue {
     filling: Batch,
     /// Spans in all batches.
     queued: usize,
-    /// The size of the last full encoded batch: the next one is given as
+    /// The size of the last full encoded batch: a new one is given as
     /// much room, so that it is not regrown (and copied) span by span.
     batch_bytes: usize,
+    /// Buffers of exported batches, to encode the next ones into: memory
+    /// the requests' threads have written before, rather than new pages.
+    spare: Vec<Vec<u8>>,
     dropped: u64,
     closing: bool,
 }
@@ -76,9 +79,10 @@ impl Batcher {
         Self {
             queue: Mutex::new(Queue {
                 full: Vec::new(),
-                filling: Batch::empty(encoded, max_batch, 0),
+                filling: Batch::empty(encoded, max_batch, Vec::new()),
                 queued: 0,
                 batch_bytes: 0,
+                spare: Vec::new(),
                 dropped: 0,
                 closing: false,
             }),
@@ -89,9 +93,29 @@ impl Batcher {
         }
     }
 
-    /// A batch to fill, with room for `bytes` of encoded spans.
-    fn empty_batch(&self, bytes: usize) -> Batch {
-        Batch::empty(self.encoded, self.max_batch, bytes)
+    /// Takes the batch being filled out of `queue`, putting an empty one
+    /// in its place.
+    fn take_filling(&self, queue: &mut Queue) -> Batch {
+        let bytes = match queue.spare.pop() {
+            Some(spare) => spare,
+            None if self.encoded => Vec::with_capacity(queue.batch_bytes),
+            None => Vec::new(),
+        };
+        std::mem::replace(
+            &mut queue.filling,
+            Batch::empty(self.encoded, self.max_batch, bytes),
+        )
+    }
+
+    /// Takes back the buffer of an exported batch, to fill again.
+    pub fn recycle(&self, mut bytes: Vec<u8>) {
+        /// One for the batch being filled, one for a full one waiting.
+        const KEPT: usize = 2;
+        bytes.clear();
+        let mut queue = self.lock();
+        if queue.spare.len() < KEPT {
+            queue.spare.push(bytes);
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -145,8 +169,7 @@ impl Batcher {
             if let Batch::Encoded(bytes, _) = &queue.filling {
                 queue.batch_bytes = bytes.len();
             }
-            let room = queue.batch_bytes;
-            let full = std::mem::replace(&mut queue.filling, self.empty_batch(room));
+            let full = self.take_filling(&mut queue);
             queue.full.push(full);
             self.ready.notify_one();
         }
@@ -186,8 +209,7 @@ impl Batcher {
         let mut batches = std::mem::take(&mut queue.full);
         // A part batch waits for its delay, unless the exporter stops.
         if (batches.is_empty() || queue.closing) && queue.filling.spans() > 0 {
-            let room = queue.batch_bytes;
-            let part = std::mem::replace(&mut queue.filling, self.empty_batch(room));
+            let part = self.take_filling(&mut queue);
             batches.push(part);
         }
         queue.queued -= batches.iter().map(Batch::spans).sum::<usize>();
@@ -276,10 +298,11 @@ fn export_loop(batcher: &Batcher, settings: &Settings, origin: &Origin) {
                 Batch::Records(records) => {
                     (encode::protobuf(origin, &records), "application/x-protobuf")
                 }
-                Batch::Encoded(entries, _) => (
-                    encode::protobuf_of_entries(origin, &entries),
-                    "application/x-protobuf",
-                ),
+                Batch::Encoded(entries, _) => {
+                    let body = encode::protobuf_of_entries(origin, &entries);
+                    batcher.recycle(entries);
+                    (body, "application/x-protobuf")
+                }
             };
             let mut request = client
                 .post(&settings.endpoint)
@@ -350,6 +373,7 @@ mod tests {
             kind: SpanKind::Internal,
             start: 1,
             end: 2,
+            shared: None,
             attributes: Vec::new(),
             events: Vec::new(),
             status: Status::Unset,

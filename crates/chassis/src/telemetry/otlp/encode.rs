@@ -169,6 +169,17 @@ fn status_len(code: u64, message: &str) -> usize {
     string_len(message) + uint_len(code)
 }
 
+/// `attributes` as a span's attribute fields, to be written as they are
+/// into every span that carries them.
+pub fn attribute_fields(attributes: &[(&'static str, Value)]) -> Vec<u8> {
+    let mut fields = Vec::new();
+    let mut wire = Wire(&mut fields);
+    for (key, value) in attributes {
+        write_key_value(&mut wire, 9, key, value);
+    }
+    fields
+}
+
 /// A span's encoded length: ids, name, kind, times, attributes, events,
 /// status, flags (the same fields [`write_span`] writes).
 fn span_len(span: &SpanRecord) -> usize {
@@ -190,6 +201,7 @@ fn span_len(span: &SpanRecord) -> usize {
         + uint_len(span.kind as u64)
         + 9
         + 9
+        + span.shared.as_ref().map_or(0, |shared| shared.protobuf().len())
         + span
             .attributes
             .iter()
@@ -214,6 +226,9 @@ fn write_span(wire: &mut Wire<'_>, span: &SpanRecord) {
     wire.uint(6, span.kind as u64);
     wire.fixed64(7, span.start);
     wire.fixed64(8, span.end);
+    if let Some(shared) = &span.shared {
+        wire.0.extend_from_slice(shared.protobuf());
+    }
     for (key, value) in &span.attributes {
         write_key_value(wire, 9, key, value);
     }
@@ -329,7 +344,7 @@ pub fn json(origin: &Origin, spans: &[SpanRecord]) -> Vec<u8> {
                 "kind": span.kind as u8,
                 "startTimeUnixNano": span.start.to_string(),
                 "endTimeUnixNano": span.end.to_string(),
-                "attributes": json_attributes(span.attributes.iter().map(|(k, v)| (*k, v))),
+                "attributes": json_attributes(span.all_attributes().map(|(k, v)| (*k, v))),
                 "events": span.events.iter().map(|event| json!({
                     "timeUnixNano": event.time.to_string(),
                     "name": event.name,
@@ -361,7 +376,7 @@ pub fn json(origin: &Origin, spans: &[SpanRecord]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::super::context::SpanContext;
-    use super::super::record::SpanKind;
+    use super::super::record::{SharedAttributes, SpanKind};
     use super::*;
 
     /// A protobuf field as read back: its number and its value.
@@ -453,6 +468,7 @@ mod tests {
             kind: SpanKind::Server,
             start: 1_700_000_000_000_000_000,
             end: 1_700_000_000_000_250_000,
+            shared: Some(SharedAttributes::new(&[("peer.service", "identity")])),
             attributes: vec![
                 ("http.route", Value::Str("/api/user".into())),
                 ("http.response.status_code", Value::I64(503)),
@@ -529,6 +545,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "peer.service",
                 "http.route",
                 "http.response.status_code",
                 "retry",
@@ -538,12 +555,16 @@ mod tests {
         );
         assert_eq!(
             attributes[0].1,
+            vec![(1, Field::Bytes(b"identity".to_vec()))]
+        );
+        assert_eq!(
+            attributes[1].1,
             vec![(1, Field::Bytes(b"/api/user".to_vec()))]
         );
-        assert_eq!(attributes[1].1, vec![(3, Field::Varint(503))]);
-        assert_eq!(attributes[2].1, vec![(2, Field::Varint(1))]);
-        assert_eq!(attributes[3].1, vec![(4, Field::Fixed64(0.5f64.to_bits()))]);
-        assert_eq!(attributes[4].1, vec![(3, Field::Varint(u64::MAX))]);
+        assert_eq!(attributes[2].1, vec![(3, Field::Varint(503))]);
+        assert_eq!(attributes[3].1, vec![(2, Field::Varint(1))]);
+        assert_eq!(attributes[4].1, vec![(4, Field::Fixed64(0.5f64.to_bits()))]);
+        assert_eq!(attributes[5].1, vec![(3, Field::Varint(u64::MAX))]);
 
         let event = bytes_of(&span, 11).remove(0);
         let event_fields = fields(&event);
@@ -581,7 +602,8 @@ mod tests {
         assert_eq!(span["spanId"], "00f067aa0ba902b7");
         assert_eq!(span["parentSpanId"], "1122334455667788");
         assert_eq!(span["kind"], 2);
-        assert_eq!(span["attributes"][1]["value"]["intValue"], "503");
+        assert_eq!(span["attributes"][0]["key"], "peer.service");
+        assert_eq!(span["attributes"][2]["value"]["intValue"], "503");
         assert_eq!(span["status"]["code"], 2);
         assert_eq!(
             request["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"],

@@ -2,6 +2,7 @@
 
 use super::context::SpanContext;
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// OTLP's span kinds (the numbers are the protocol's).
@@ -53,6 +54,38 @@ pub struct SpanEvent {
     pub attributes: Vec<(&'static str, Value)>,
 }
 
+/// Attributes that many spans carry alike (an upstream instance's), made
+/// and encoded once and shared rather than copied into every record.
+#[derive(Debug, Clone)]
+pub struct SharedAttributes(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    list: Vec<(&'static str, Value)>,
+    /// `list` as a span's attribute fields in protobuf.
+    protobuf: Vec<u8>,
+}
+
+impl SharedAttributes {
+    /// String attributes.
+    pub fn new(attributes: &[(&'static str, &str)]) -> Self {
+        let list: Vec<(&'static str, Value)> = attributes
+            .iter()
+            .map(|(key, value)| (*key, Value::Str((*value).to_owned())))
+            .collect();
+        let protobuf = super::encode::attribute_fields(&list);
+        Self(Arc::new(Shared { list, protobuf }))
+    }
+
+    pub fn list(&self) -> &[(&'static str, Value)] {
+        &self.0.list
+    }
+
+    pub fn protobuf(&self) -> &[u8] {
+        &self.0.protobuf
+    }
+}
+
 /// One span: made when the span starts, completed when it ends.
 #[derive(Debug, Clone)]
 pub struct SpanRecord {
@@ -65,16 +98,25 @@ pub struct SpanRecord {
     /// Nanoseconds since the Unix epoch.
     pub start: u64,
     pub end: u64,
+    /// Attributes shared with other spans; exported before `attributes`.
+    pub shared: Option<SharedAttributes>,
     pub attributes: Vec<(&'static str, Value)>,
     pub events: Vec<SpanEvent>,
     pub status: Status,
 }
 
-#[cfg(test)]
 impl SpanRecord {
-    pub fn attribute(&self, key: &str) -> Option<&Value> {
-        self.attributes
+    /// All its attributes: the shared ones, then its own.
+    pub fn all_attributes(&self) -> impl Iterator<Item = &(&'static str, Value)> {
+        self.shared
             .iter()
+            .flat_map(SharedAttributes::list)
+            .chain(&self.attributes)
+    }
+
+    #[cfg(test)]
+    pub fn attribute(&self, key: &str) -> Option<&Value> {
+        self.all_attributes()
             .find(|(k, _)| *k == key)
             .map(|(_, value)| value)
     }
