@@ -201,7 +201,10 @@ fn span_len(span: &SpanRecord) -> usize {
         + uint_len(span.kind as u64)
         + 9
         + 9
-        + span.shared.as_ref().map_or(0, |shared| shared.protobuf().len())
+        + span
+            .shared
+            .as_ref()
+            .map_or(0, |shared| shared.protobuf().len())
         + span
             .attributes
             .iter()
