@@ -402,6 +402,36 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_reused_buffer_holds_only_the_spans_queued_after_it() {
+        let batcher = Batcher::new(10, 2, true);
+        batcher.push(span(1));
+        batcher.push(span(2));
+        let (mut batches, _, _) = batcher.next(Duration::ZERO);
+        let Some(Batch::Encoded(first, 2)) = batches.pop() else {
+            panic!("one full encoded batch");
+        };
+        batcher.recycle(first);
+        // The batch being filled was made before the buffer came back; the
+        // one after it is made from the buffer.
+        for n in 3..=6 {
+            batcher.push(span(n));
+        }
+        let (batches, _, _) = batcher.next(Duration::ZERO);
+        let mut expected = Vec::new();
+        for n in 3..=6 {
+            encode::span_entry(&mut expected, &span(n));
+        }
+        let queued: Vec<u8> = batches
+            .into_iter()
+            .flat_map(|batch| match batch {
+                Batch::Encoded(bytes, _) => bytes,
+                Batch::Records(_) => panic!("spans are queued encoded"),
+            })
+            .collect();
+        assert_eq!(queued, expected);
+    }
+
     fn settings(endpoint: &str, extra: &[(&str, &str)]) -> Settings {
         let mut vars = vec![(
             "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
