@@ -11,6 +11,13 @@
 # figure than requests/s when everything shares a few cores). Everything
 # runs on loopback and stops by itself.
 #
+# wrk gets CPUs of its own: the first half of the machine's CPUs drive the
+# load, the second half run the targets (the upstream and the proxy under
+# test), and nginx runs as many workers as the gateway has (one per target
+# CPU). When wrk, the upstream and the proxy all share every CPU, which
+# one the scheduler favours moves a proxy's figure by a third from one run
+# to the next; pinned, runs repeat within a few percent. PIN=0 turns it off.
+#
 #   bash bench/gateway/run.sh            # 10 s per run
 #   DURATION=30s bash bench/gateway/run.sh
 #
@@ -30,6 +37,7 @@ NGINX_PORT="${NGINX_PORT:-9103}"
 TRACED_PORT="${TRACED_PORT:-9104}"
 SAMPLED_PORT="${SAMPLED_PORT:-9105}"
 EXTRA_GATEWAY_ENV="${EXTRA_GATEWAY_ENV:-}"
+PIN="${PIN:-1}"
 
 need() {
   command -v "$1" >/dev/null 2>&1 && return 0
@@ -41,6 +49,23 @@ need() {
 }
 need wrk wrk
 need nginx nginx
+
+# LOAD runs wrk; ON_TARGET runs what is measured; NGINX_WORKERS matches the
+# gateway's worker count (one per CPU it may use).
+CPUS=$(nproc)
+if [ "$PIN" = 1 ] && [ "$CPUS" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+  LOAD_CPUS="0-$(( CPUS / 2 - 1 ))"
+  TARGET_CPUS="$(( CPUS / 2 ))-$(( CPUS - 1 ))"
+  LOAD=(taskset -c "$LOAD_CPUS")
+  ON_TARGET=(taskset -c "$TARGET_CPUS")
+  NGINX_WORKERS=$(( CPUS - CPUS / 2 ))
+  PLACEMENT="wrk on CPUs $LOAD_CPUS, targets on CPUs $TARGET_CPUS"
+else
+  LOAD=()
+  ON_TARGET=()
+  NGINX_WORKERS=auto
+  PLACEMENT="not pinned: wrk and targets share all $CPUS CPUs"
+fi
 
 echo "building release binaries …" >&2
 cargo build --release -q
@@ -64,12 +89,12 @@ wait_http() {
   exit 1
 }
 
-"$TARGET/release/examples/bench_upstream" "127.0.0.1:$UPSTREAM_PORT" &
+"${ON_TARGET[@]}" "$TARGET/release/examples/bench_upstream" "127.0.0.1:$UPSTREAM_PORT" &
 PIDS+=($!)
 UPSTREAM_PID=$!
 wait_http "http://127.0.0.1:$UPSTREAM_PORT/api/bench"
 
-env RUST_LOG=warn DURE_LOG_FORMAT=json $EXTRA_GATEWAY_ENV "$TARGET/release/dure" run gateway \
+env RUST_LOG=warn DURE_LOG_FORMAT=json $EXTRA_GATEWAY_ENV "${ON_TARGET[@]}" "$TARGET/release/dure" run gateway \
   --listen "127.0.0.1:$GATEWAY_PORT" --peers "bench=http://127.0.0.1:$UPSTREAM_PORT" --rate-limit 0 \
   > "$WORK/gateway.log" 2>&1 &
 PIDS+=($!)
@@ -80,7 +105,7 @@ wait_http "http://127.0.0.1:$GATEWAY_PORT/api/bench"
 # spans go to the upstream's /v1/traces sink in batches.
 env RUST_LOG=warn DURE_LOG_FORMAT=json $EXTRA_GATEWAY_ENV \
   OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$UPSTREAM_PORT" \
-  "$TARGET/release/dure" run gateway \
+  "${ON_TARGET[@]}" "$TARGET/release/dure" run gateway \
   --listen "127.0.0.1:$TRACED_PORT" --peers "bench=http://127.0.0.1:$UPSTREAM_PORT" --rate-limit 0 \
   > "$WORK/traced.log" 2>&1 &
 PIDS+=($!)
@@ -89,7 +114,7 @@ wait_http "http://127.0.0.1:$TRACED_PORT/api/bench"
 env RUST_LOG=warn DURE_LOG_FORMAT=json $EXTRA_GATEWAY_ENV \
   OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$UPSTREAM_PORT" \
   OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1 \
-  "$TARGET/release/dure" run gateway \
+  "${ON_TARGET[@]}" "$TARGET/release/dure" run gateway \
   --listen "127.0.0.1:$SAMPLED_PORT" --peers "bench=http://127.0.0.1:$UPSTREAM_PORT" --rate-limit 0 \
   > "$WORK/sampled.log" 2>&1 &
 PIDS+=($!)
@@ -97,7 +122,7 @@ SAMPLED_PID=$!
 wait_http "http://127.0.0.1:$SAMPLED_PORT/api/bench"
 
 cat > "$WORK/nginx.conf" <<NGINX
-worker_processes auto;
+worker_processes $NGINX_WORKERS;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log warn;
 daemon on;
@@ -118,7 +143,7 @@ http {
   }
 }
 NGINX
-nginx -c "$WORK/nginx.conf" -p "$WORK"
+"${ON_TARGET[@]}" nginx -c "$WORK/nginx.conf" -p "$WORK"
 wait_http "http://127.0.0.1:$NGINX_PORT/api/bench"
 
 cat > "$WORK/paced.lua" <<LUA
@@ -140,7 +165,7 @@ measure() {
   local pids=$1; shift
   local out before after
   before=$(cpu_ticks "$pids")
-  out=$(wrk "$@" --latency 2>&1)
+  out=$("${LOAD[@]}" wrk "$@" --latency 2>&1)
   after=$(cpu_ticks "$pids")
   local rps p99 requests
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
@@ -168,7 +193,7 @@ for round in $(seq 1 "$ROUNDS"); do
       sampled) port=$SAMPLED_PORT pids=$SAMPLED_PID ;;
     esac
     url="http://127.0.0.1:$port/api/bench"
-    [ "$round" = 1 ] && wrk -t2 -c"$CONNECTIONS" -d2s "$url" >/dev/null 2>&1 # warm up pools
+    [ "$round" = 1 ] && "${LOAD[@]}" wrk -t2 -c"$CONNECTIONS" -d2s "$url" >/dev/null 2>&1 # warm up pools
     RUNS[$target,full]+="$(measure "$pids" -t2 -c"$CONNECTIONS" -d"$DURATION" "$url")"$'\n'
     RUNS[$target,paced]+="$(measure "$pids" -t2 -c"$RATE_CONNECTIONS" -d"$DURATION" -s "$WORK/paced.lua" "$url")"$'\n'
   done
@@ -194,4 +219,5 @@ awk -v g="$(median gateway full 1)" -v d="$(median direct full 1)" -v n="$(media
 }'
 echo "OTLP bytes the traced gateways exported: $(curl -sf "http://127.0.0.1:$UPSTREAM_PORT/v1/traces/received-bytes")"
 echo "(CPU us/req: user + system time of the target's own processes per request at full load: the upstream's for direct, nginx's workers', each gateway's)"
+echo "(placement: $PLACEMENT; nginx workers: $NGINX_WORKERS)"
 echo "(medians of $ROUNDS rounds; load: wrk -t2 -c$CONNECTIONS -d$DURATION; paced: -c$RATE_CONNECTIONS, ${RATE_DELAY_MS} ms between requests per connection)"
