@@ -1,8 +1,6 @@
 //! A span's identity and its W3C `traceparent` form.
 
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
-use std::cell::RefCell;
+use rand::Rng;
 
 /// Which trace a span belongs to, its own id, and whether it is sampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,27 +84,18 @@ pub fn new_span_id() -> u64 {
     nonzero_random()
 }
 
-thread_local! {
-    /// Ids need to be unique, not secret: a small generator per thread,
-    /// seeded from the operating system's randomness, makes them in a few
-    /// instructions (as OpenTelemetry's own SDK does).
-    static IDS: RefCell<SmallRng> = RefCell::new(SmallRng::from_entropy());
-}
-
 fn nonzero_random<T>() -> T
 where
     rand::distributions::Standard: rand::distributions::Distribution<T>,
     T: Default + PartialEq,
 {
-    let draw = |rng: &mut SmallRng| loop {
+    let mut rng = rand::thread_rng();
+    loop {
         let id: T = rng.r#gen();
         if id != T::default() {
             return id;
         }
-    };
-    IDS.try_with(|rng| draw(&mut rng.borrow_mut()))
-        // A thread being torn down has no generator left.
-        .unwrap_or_else(|_| draw(&mut SmallRng::from_entropy()))
+    }
 }
 
 #[cfg(test)]
