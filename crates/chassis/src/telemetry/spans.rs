@@ -408,6 +408,7 @@ impl Visit for EventFields {
 
 #[cfg(test)]
 mod tests {
+    use super::super::otlp::batch::Form;
     use super::super::otlp::sampler::Sampler;
     use super::*;
     use tracing_subscriber::layer::SubscriberExt;
@@ -415,7 +416,7 @@ mod tests {
     /// Runs `work` with only the export layer installed, sampling as
     /// `sampler` says; returns what was queued for export.
     fn exported_by(sampler: Sampler, work: impl FnOnce()) -> Vec<SpanRecord> {
-        let batcher = Arc::new(Batcher::new(1024, 512, false));
+        let batcher = Arc::new(Batcher::new(1024, 512, Form::Records));
         let pipeline = Pipeline {
             sampler,
             batcher: batcher.clone(),

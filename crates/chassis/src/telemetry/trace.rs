@@ -13,9 +13,9 @@
 //! costs dropped spans. [`Tracing::shutdown`] flushes what is queued.
 
 use super::otlp::Pipeline;
-use super::otlp::batch::{Batcher, Worker};
+use super::otlp::batch::{Batcher, Form, Worker};
 use super::otlp::context::SpanContext;
-use super::otlp::encode::Origin;
+use super::otlp::encode::{self, Origin};
 pub use super::otlp::record::SharedAttributes;
 use super::otlp::record::{SpanKind, SpanRecord, Status, Value};
 use super::otlp::settings::Settings;
@@ -70,11 +70,14 @@ pub fn export_requested() -> bool {
 pub(super) fn pipeline(resource: &ServiceResource) -> anyhow::Result<(Tracing, Pipeline)> {
     let settings = Settings::from_env().map_err(anyhow::Error::msg)?;
     let origin = origin(resource, &settings);
-    let batcher = Arc::new(Batcher::new(
-        settings.max_queue,
-        settings.max_batch,
-        !settings.json,
-    ));
+    let form = if settings.json {
+        Form::Records
+    } else {
+        Form::Encoded {
+            head_room: encode::request_head_room(&origin),
+        }
+    };
+    let batcher = Arc::new(Batcher::new(settings.max_queue, settings.max_batch, form));
     let pipeline = Pipeline {
         sampler: settings.sampler.clone(),
         batcher: batcher.clone(),

@@ -6,6 +6,7 @@
 use super::encode::{self, Origin};
 use super::record::SpanRecord;
 use super::settings::Settings;
+use axum::body::Bytes;
 use std::cell::RefCell;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::{Duration, Instant};
@@ -18,26 +19,38 @@ pub struct Batcher {
     ready: Condvar,
     max_queue: usize,
     max_batch: usize,
-    /// Whether spans are queued encoded (for `http/protobuf`) rather than
-    /// as records (for `http/json`, and tests that read them).
-    encoded: bool,
+    form: Form,
+}
+
+/// How spans wait in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// As records (for `http/json`, and tests that read them).
+    Records,
+    /// Encoded (for `http/protobuf`), after `head_room` bytes left for the
+    /// export request's head ([`encode::request_head_room`]): the request
+    /// is then sent from the buffer the spans were encoded into.
+    Encoded { head_room: usize },
 }
 
 /// Spans queued for one export request.
 #[derive(Debug)]
 pub enum Batch {
     Records(Vec<SpanRecord>),
-    /// Spans as [`encode::span_entry`] writes them, and how many.
+    /// The head room, then spans as [`encode::span_entry`] writes them;
+    /// and how many.
     Encoded(Vec<u8>, usize),
 }
 
 impl Batch {
-    /// An empty batch of records, or of encoded spans in `bytes`.
-    fn empty(encoded: bool, max_batch: usize, bytes: Vec<u8>) -> Self {
-        if encoded {
-            Self::Encoded(bytes, 0)
-        } else {
-            Self::Records(Vec::with_capacity(max_batch))
+    /// An empty batch of records, or of encoded spans in `bytes` (empty).
+    fn empty(form: Form, max_batch: usize, mut bytes: Vec<u8>) -> Self {
+        match form {
+            Form::Encoded { head_room } => {
+                bytes.resize(head_room, 0);
+                Self::Encoded(bytes, 0)
+            }
+            Form::Records => Self::Records(Vec::with_capacity(max_batch)),
         }
     }
 
@@ -75,11 +88,11 @@ thread_local! {
 }
 
 impl Batcher {
-    pub fn new(max_queue: usize, max_batch: usize, encoded: bool) -> Self {
+    pub fn new(max_queue: usize, max_batch: usize, form: Form) -> Self {
         Self {
             queue: Mutex::new(Queue {
                 full: Vec::new(),
-                filling: Batch::empty(encoded, max_batch, Vec::new()),
+                filling: Batch::empty(form, max_batch, Vec::new()),
                 queued: 0,
                 batch_bytes: 0,
                 spare: Vec::new(),
@@ -89,7 +102,15 @@ impl Batcher {
             ready: Condvar::new(),
             max_queue,
             max_batch,
-            encoded,
+            form,
+        }
+    }
+
+    /// The bytes an encoded batch leaves free before its spans.
+    fn head_room(&self) -> usize {
+        match self.form {
+            Form::Encoded { head_room } => head_room,
+            Form::Records => 0,
         }
     }
 
@@ -98,12 +119,12 @@ impl Batcher {
     fn take_filling(&self, queue: &mut Queue) -> Batch {
         let bytes = match queue.spare.pop() {
             Some(spare) => spare,
-            None if self.encoded => Vec::with_capacity(queue.batch_bytes),
+            None if self.form != Form::Records => Vec::with_capacity(queue.batch_bytes),
             None => Vec::new(),
         };
         std::mem::replace(
             &mut queue.filling,
-            Batch::empty(self.encoded, self.max_batch, bytes),
+            Batch::empty(self.form, self.max_batch, bytes),
         )
     }
 
@@ -130,7 +151,7 @@ impl Batcher {
 
     /// Queues a finished span, or drops it when the queue is full.
     pub fn push(&self, span: SpanRecord) {
-        if !self.encoded {
+        if self.form == Form::Records {
             self.queue_one(|batch| {
                 if let Batch::Records(spans) = batch {
                     spans.push(span);
@@ -138,12 +159,15 @@ impl Batcher {
             });
             return;
         }
-        let queue_encoded = |entry: &mut Vec<u8>| {
-            entry.clear();
-            encode::span_entry(entry, &span);
+        // The fields first, so that their length is known without working
+        // it out beforehand; the entry's head goes in front of them.
+        let queue_encoded = |fields: &mut Vec<u8>| {
+            fields.clear();
+            encode::span_fields(fields, &span);
             self.queue_one(|batch| {
                 if let Batch::Encoded(bytes, count) = batch {
-                    bytes.extend_from_slice(entry);
+                    encode::span_entry_head(bytes, fields.len());
+                    bytes.extend_from_slice(fields);
                     *count += 1;
                 }
             });
@@ -265,7 +289,48 @@ impl Worker {
     }
 }
 
-fn export_loop(batcher: &Batcher, settings: &Settings, origin: &Origin) {
+/// The export request of an encoded batch, `bytes`: its head is written
+/// into the room left before the spans, so the spans go out from where
+/// they were encoded rather than being copied behind a head; the buffer
+/// goes back to `batcher` once the request is sent. Without room it is
+/// copied.
+fn request_of_encoded(batcher: &Arc<Batcher>, origin: &Origin, mut bytes: Vec<u8>) -> Bytes {
+    let room = batcher.head_room();
+    let head = encode::request_head(origin, bytes.len() - room);
+    let Some(start) = room.checked_sub(head.len()) else {
+        let request = encode::protobuf_of_entries(origin, &bytes[room..]);
+        batcher.recycle(bytes);
+        return Bytes::from(request);
+    };
+    bytes[start..room].copy_from_slice(&head);
+    Bytes::from_owner(Sending {
+        bytes,
+        start,
+        batcher: batcher.clone(),
+    })
+}
+
+/// An export request being sent from its batch's buffer.
+struct Sending {
+    bytes: Vec<u8>,
+    /// Where the request starts: the head room is larger than its head.
+    start: usize,
+    batcher: Arc<Batcher>,
+}
+
+impl AsRef<[u8]> for Sending {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.batcher.recycle(std::mem::take(&mut self.bytes));
+    }
+}
+
+fn export_loop(batcher: &Arc<Batcher>, settings: &Settings, origin: &Origin) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -292,17 +357,18 @@ fn export_loop(batcher: &Batcher, settings: &Settings, origin: &Origin) {
         for batch in batches {
             let spans = batch.spans();
             let (body, content_type) = match batch {
-                Batch::Records(records) if settings.json => {
-                    (encode::json(origin, &records), "application/json")
-                }
-                Batch::Records(records) => {
-                    (encode::protobuf(origin, &records), "application/x-protobuf")
-                }
-                Batch::Encoded(entries, _) => {
-                    let body = encode::protobuf_of_entries(origin, &entries);
-                    batcher.recycle(entries);
-                    (body, "application/x-protobuf")
-                }
+                Batch::Records(records) if settings.json => (
+                    Bytes::from(encode::json(origin, &records)),
+                    "application/json",
+                ),
+                Batch::Records(records) => (
+                    Bytes::from(encode::protobuf(origin, &records)),
+                    "application/x-protobuf",
+                ),
+                Batch::Encoded(bytes, _) => (
+                    request_of_encoded(batcher, origin, bytes),
+                    "application/x-protobuf",
+                ),
             };
             let mut request = client
                 .post(&settings.endpoint)
@@ -382,8 +448,8 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts() {
-        for encoded in [false, true] {
-            let batcher = Batcher::new(3, 2, encoded);
+        for form in [Form::Records, Form::Encoded { head_room: 16 }] {
+            let batcher = Batcher::new(3, 2, form);
             for n in 1..=5 {
                 batcher.push(span(n));
             }
@@ -404,7 +470,8 @@ mod tests {
 
     #[test]
     fn a_reused_buffer_holds_only_the_spans_queued_after_it() {
-        let batcher = Batcher::new(10, 2, true);
+        const ROOM: usize = 5;
+        let batcher = Batcher::new(10, 2, Form::Encoded { head_room: ROOM });
         batcher.push(span(1));
         batcher.push(span(2));
         let (mut batches, _, _) = batcher.next(Duration::ZERO);
@@ -425,11 +492,43 @@ mod tests {
         let queued: Vec<u8> = batches
             .into_iter()
             .flat_map(|batch| match batch {
-                Batch::Encoded(bytes, _) => bytes,
+                Batch::Encoded(bytes, _) => bytes[ROOM..].to_vec(),
                 Batch::Records(_) => panic!("spans are queued encoded"),
             })
             .collect();
         assert_eq!(queued, expected);
+    }
+
+    #[test]
+    fn a_batch_is_sent_from_its_buffer_which_then_comes_back() {
+        let head_room = encode::request_head_room(&origin());
+        let batcher = Arc::new(Batcher::new(10, 2, Form::Encoded { head_room }));
+        batcher.push(span(1));
+        batcher.push(span(2));
+        let (mut batches, _, _) = batcher.next(Duration::ZERO);
+        let Some(Batch::Encoded(bytes, 2)) = batches.pop() else {
+            panic!("one full encoded batch");
+        };
+        let buffer = bytes.as_ptr();
+        let request = request_of_encoded(&batcher, &origin(), bytes);
+        assert_eq!(
+            request[..],
+            encode::protobuf(&origin(), &[span(1), span(2)])[..]
+        );
+        assert!(batcher.lock().spare.is_empty(), "in use while it is sent");
+        drop(request);
+        let spare = batcher.lock().spare.pop().expect("the buffer came back");
+        assert_eq!(spare.as_ptr(), buffer);
+        assert!(spare.is_empty());
+        // Without room the spans are copied behind the head.
+        let tight = Arc::new(Batcher::new(10, 1, Form::Encoded { head_room: 0 }));
+        tight.push(span(3));
+        let (mut batches, _, _) = tight.next(Duration::ZERO);
+        let Some(Batch::Encoded(bytes, 1)) = batches.pop() else {
+            panic!("one full encoded batch");
+        };
+        let request = request_of_encoded(&tight, &origin(), bytes);
+        assert_eq!(request[..], encode::protobuf(&origin(), &[span(3)])[..]);
     }
 
     fn settings(endpoint: &str, extra: &[(&str, &str)]) -> Settings {
@@ -487,7 +586,12 @@ mod tests {
                 ("OTEL_EXPORTER_OTLP_HEADERS", "x-team=core"),
             ],
         );
-        let batcher = Arc::new(Batcher::new(settings.max_queue, settings.max_batch, true));
+        let head_room = encode::request_head_room(&origin());
+        let batcher = Arc::new(Batcher::new(
+            settings.max_queue,
+            settings.max_batch,
+            Form::Encoded { head_room },
+        ));
         let worker = Worker::start(batcher.clone(), settings, origin()).unwrap();
         let spans: Vec<SpanRecord> = (1..=3).map(span).collect();
         for span in &spans {
@@ -521,7 +625,7 @@ mod tests {
     fn a_collector_that_is_down_costs_only_the_spans() {
         // Nothing listens on port 1: every export fails at once.
         let settings = settings("http://127.0.0.1:1", &[("OTEL_BSP_SCHEDULE_DELAY", "10")]);
-        let batcher = Arc::new(Batcher::new(4, 2, true));
+        let batcher = Arc::new(Batcher::new(4, 2, Form::Encoded { head_room: 0 }));
         let worker = Worker::start(batcher.clone(), settings, origin()).unwrap();
         for n in 1..=10 {
             batcher.push(span(n));
@@ -535,7 +639,7 @@ mod tests {
 
     #[test]
     fn a_full_batch_wakes_the_exporter_before_the_delay() {
-        let batcher = Arc::new(Batcher::new(10, 2, false));
+        let batcher = Arc::new(Batcher::new(10, 2, Form::Records));
         let pusher = batcher.clone();
         let started = Instant::now();
         std::thread::spawn(move || {

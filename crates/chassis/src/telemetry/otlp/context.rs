@@ -27,9 +27,10 @@ impl SpanContext {
     pub fn traceparent(&self) -> [u8; 55] {
         let mut out = [0u8; 55];
         out[..3].copy_from_slice(b"00-");
-        write_hex(&mut out[3..35], &self.trace_id.to_be_bytes());
+        out[3..19].copy_from_slice(&hex_u64((self.trace_id >> 64) as u64));
+        out[19..35].copy_from_slice(&hex_u64(self.trace_id as u64));
         out[35] = b'-';
-        write_hex(&mut out[36..52], &self.span_id.to_be_bytes());
+        out[36..52].copy_from_slice(&hex_u64(self.span_id));
         out[52] = b'-';
         out[53] = b'0';
         out[54] = if self.sampled { b'1' } else { b'0' };
@@ -66,12 +67,25 @@ impl SpanContext {
     }
 }
 
-fn write_hex(out: &mut [u8], bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0xf)];
-    }
+/// `value` as 16 lowercase hex digits, worked out for all digits at once
+/// (every request's upstream call writes a `traceparent`).
+fn hex_u64(value: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&hex_u32((value >> 32) as u32));
+    out[8..].copy_from_slice(&hex_u32(value as u32));
+    out
+}
+
+fn hex_u32(value: u32) -> [u8; 8] {
+    // Each nibble into a byte of its own, the most significant first.
+    let mut x = u64::from(value);
+    x = (x | x << 16) & 0x0000_FFFF_0000_FFFF;
+    x = (x | x << 8) & 0x00FF_00FF_00FF_00FF;
+    x = (x | x << 4) & 0x0F0F_0F0F_0F0F_0F0F;
+    // 1 in each byte whose nibble is 10 or more: adding 6 carries into bit 4.
+    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    // '0' + nibble, and 'a' - '0' - 10 = 39 more for a letter.
+    (x + 0x3030_3030_3030_3030 + letters * 39).to_be_bytes()
 }
 
 /// A new random trace id (never the invalid zero).
@@ -115,6 +129,21 @@ mod tests {
             ..context
         };
         assert!(unsampled.traceparent().ends_with(b"-00"));
+    }
+
+    #[test]
+    fn hex_digits_match_the_formatter() {
+        let mut value = 0x9e37_79b9_7f4a_7c15_u64;
+        for fixed in [0, 1, 9, 10, 15, 16, 0x00f0_67aa_0ba9_02b7, u64::MAX] {
+            assert_eq!(hex_u64(fixed), format!("{fixed:016x}").as_bytes());
+        }
+        for _ in 0..10_000 {
+            // xorshift: many values, every nibble in every position
+            value ^= value << 13;
+            value ^= value >> 7;
+            value ^= value << 17;
+            assert_eq!(hex_u64(value), format!("{value:016x}").as_bytes());
+        }
     }
 
     #[test]

@@ -47,6 +47,12 @@ impl Wire<'_> {
     /// The head of a length-delimited field whose body follows.
     #[inline]
     fn len_head(&mut self, field: u32, len: usize) {
+        // Mostly a one-byte tag and a one-byte length, written as one piece.
+        if field < 16 && len < 0x80 {
+            self.0
+                .extend_from_slice(&[(field << 3) as u8 | LEN, len as u8]);
+            return;
+        }
         self.tag(field, LEN);
         self.varint(len as u64);
     }
@@ -141,6 +147,53 @@ fn key_value_len(key: &str, value: &Value) -> usize {
 /// A `KeyValue` as field `field`.
 #[inline]
 fn write_key_value(wire: &mut Wire<'_>, field: u32, key: &str, value: &Value) {
+    // Most attributes are short strings and numbers: every length then
+    // takes one byte, and the heads are written as two fixed pieces.
+    match value {
+        Value::Str(text) if field < 16 && 6 + key.len() + text.len() < 0x80 => {
+            let len = 6 + key.len() + text.len();
+            let out = &mut *wire.0;
+            out.extend_from_slice(&[
+                (field << 3) as u8 | LEN,
+                len as u8,
+                1 << 3 | LEN,
+                key.len() as u8,
+            ]);
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(&[
+                2 << 3 | LEN,
+                2 + text.len() as u8,
+                1 << 3 | LEN,
+                text.len() as u8,
+            ]);
+            out.extend_from_slice(text.as_bytes());
+            return;
+        }
+        Value::I64(number) if field < 16 && key.len() < 0x60 && (0..0x4000).contains(number) => {
+            // Up to two varint bytes for the number.
+            let mut number_bytes = [0u8; 2];
+            let number_len = if *number < 0x80 {
+                number_bytes[0] = *number as u8;
+                1
+            } else {
+                number_bytes = [(*number as u8) | 0x80, (*number >> 7) as u8];
+                2
+            };
+            let len = 5 + key.len() + number_len;
+            let out = &mut *wire.0;
+            out.extend_from_slice(&[
+                (field << 3) as u8 | LEN,
+                len as u8,
+                1 << 3 | LEN,
+                key.len() as u8,
+            ]);
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(&[2 << 3 | LEN, 1 + number_len as u8, 3 << 3 | VARINT]);
+            out.extend_from_slice(&number_bytes[..number_len]);
+            return;
+        }
+        _ => {}
+    }
     let value_len = any_value_len(value);
     wire.len_head(field, field_len(key.len()) + field_len(value_len));
     wire.bytes(1, key.as_bytes());
@@ -220,15 +273,27 @@ fn span_len(span: &SpanRecord) -> usize {
 }
 
 fn write_span(wire: &mut Wire<'_>, span: &SpanRecord) {
-    wire.bytes(1, &span.context.trace_id.to_be_bytes());
-    wire.bytes(2, &span.context.span_id.to_be_bytes());
-    if span.parent_span_id != 0 {
-        wire.bytes(4, &span.parent_span_id.to_be_bytes());
+    // The ids as one piece of fixed length, which is copied without a call.
+    let mut ids = [0u8; 2 + 16 + 2 + 8 + 2 + 8];
+    ids[..2].copy_from_slice(&[1 << 3 | LEN, 16]);
+    ids[2..18].copy_from_slice(&span.context.trace_id.to_be_bytes());
+    ids[18..20].copy_from_slice(&[2 << 3 | LEN, 8]);
+    ids[20..28].copy_from_slice(&span.context.span_id.to_be_bytes());
+    if span.parent_span_id == 0 {
+        wire.0.extend_from_slice(&ids[..28]);
+    } else {
+        ids[28..30].copy_from_slice(&[4 << 3 | LEN, 8]);
+        ids[30..].copy_from_slice(&span.parent_span_id.to_be_bytes());
+        wire.0.extend_from_slice(&ids);
     }
     wire.string(5, &span.name);
     wire.uint(6, span.kind as u64);
-    wire.fixed64(7, span.start);
-    wire.fixed64(8, span.end);
+    let mut times = [0u8; 1 + 8 + 1 + 8];
+    times[0] = 7 << 3 | FIXED64;
+    times[1..9].copy_from_slice(&span.start.to_le_bytes());
+    times[9] = 8 << 3 | FIXED64;
+    times[10..].copy_from_slice(&span.end.to_le_bytes());
+    wire.0.extend_from_slice(&times);
     if let Some(shared) = &span.shared {
         wire.0.extend_from_slice(shared.protobuf());
     }
@@ -270,13 +335,25 @@ fn flags(span: &SpanRecord) -> u32 {
 /// Appends `span` to `out` as one entry of a `ScopeSpans` message's span
 /// list: the form the export queue keeps spans in, so that a request's
 /// thread encodes its spans while they are in its cache and the export
-/// thread only concatenates.
+/// thread only sends them.
 pub fn span_entry(out: &mut Vec<u8>, span: &SpanRecord) {
     let len = span_len(span);
     out.reserve(field_len(len));
     let mut wire = Wire(out);
     wire.len_head(2, len);
     write_span(&mut wire, span);
+}
+
+/// Appends `span`'s fields (a `Span` message's body) to `out`, without
+/// working out their length first: [`span_entry_head`] and the fields make
+/// the same entry [`span_entry`] writes.
+pub fn span_fields(out: &mut Vec<u8>, span: &SpanRecord) {
+    write_span(&mut Wire(out), span);
+}
+
+/// The head of a span entry whose fields, `len` bytes, follow.
+pub fn span_entry_head(out: &mut Vec<u8>, len: usize) {
+    Wire(out).len_head(2, len);
 }
 
 /// One export request holding `spans`, in protobuf.
@@ -290,17 +367,27 @@ pub fn protobuf(origin: &Origin, spans: &[SpanRecord]) -> Vec<u8> {
 
 /// One export request holding spans already encoded by [`span_entry`].
 pub fn protobuf_of_entries(origin: &Origin, entries: &[u8]) -> Vec<u8> {
+    let mut request = request_head(origin, entries.len());
+    request.reserve_exact(entries.len());
+    request.extend_from_slice(entries);
+    request
+}
+
+/// What an export request holding `entries_len` bytes of span entries
+/// starts with: the resource and the scope, and the lengths of the
+/// messages around the entries. The entries follow it.
+pub fn request_head(origin: &Origin, entries_len: usize) -> Vec<u8> {
     let resource_len: usize = origin
         .resource
         .iter()
         .map(|(key, value)| field_len(key_value_len(key, value)))
         .sum();
     let scope_len = string_len(origin.scope) + string_len(origin.scope_version);
-    let scope_spans_len = field_len(scope_len) + entries.len();
+    let scope_spans_len = field_len(scope_len) + entries_len;
     let resource_spans_len = field_len(resource_len) + field_len(scope_spans_len);
-    let total = field_len(resource_spans_len);
-    let mut request = Vec::with_capacity(total);
-    let mut wire = Wire(&mut request);
+    let head_len = field_len(resource_spans_len) - entries_len;
+    let mut head = Vec::with_capacity(head_len);
+    let mut wire = Wire(&mut head);
     wire.len_head(1, resource_spans_len);
     wire.len_head(1, resource_len);
     for (key, value) in &origin.resource {
@@ -310,9 +397,14 @@ pub fn protobuf_of_entries(origin: &Origin, entries: &[u8]) -> Vec<u8> {
     wire.len_head(1, scope_len);
     wire.string(1, origin.scope);
     wire.string(2, origin.scope_version);
-    request.extend_from_slice(entries);
-    debug_assert_eq!(request.len(), total, "computed and written lengths differ");
-    request
+    debug_assert_eq!(head.len(), head_len, "computed and written lengths differ");
+    head
+}
+
+/// The most bytes [`request_head`] writes for `origin`, for a batch of
+/// entries under 4 GiB.
+pub fn request_head_room(origin: &Origin) -> usize {
+    request_head(origin, u32::MAX as usize).len()
 }
 
 fn json_value(value: &Value) -> Json {
@@ -629,6 +721,71 @@ mod tests {
             let mut out = Vec::new();
             Wire(&mut out).varint(value);
             assert_eq!(out.len(), varint_len(value), "{value}");
+        }
+    }
+
+    #[test]
+    fn fields_after_a_head_make_the_same_entry() {
+        let span = sample_span();
+        let mut entry = Vec::new();
+        span_entry(&mut entry, &span);
+        let mut fields = Vec::new();
+        span_fields(&mut fields, &span);
+        let mut pieced = Vec::new();
+        span_entry_head(&mut pieced, fields.len());
+        pieced.extend_from_slice(&fields);
+        assert_eq!(pieced, entry);
+    }
+
+    #[test]
+    fn the_head_room_fits_every_head() {
+        let room = request_head_room(&origin());
+        for entries_len in [0, 1, 127, 128, 16_384, 300_000, u32::MAX as usize] {
+            assert!(
+                request_head(&origin(), entries_len).len() <= room,
+                "{entries_len}"
+            );
+        }
+    }
+
+    #[test]
+    fn short_attributes_encode_as_long_ones_do() {
+        // The general path, field by field, to compare the short cuts with.
+        fn general(key: &str, value: &Value) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut wire = Wire(&mut out);
+            let value_len = any_value_len(value);
+            wire.tag(9, LEN);
+            wire.varint((field_len(key.len()) + field_len(value_len)) as u64);
+            wire.tag(1, LEN);
+            wire.varint(key.len() as u64);
+            wire.0.extend_from_slice(key.as_bytes());
+            wire.tag(2, LEN);
+            wire.varint(value_len as u64);
+            write_any_value(&mut wire, value);
+            out
+        }
+        let long = "k".repeat(130);
+        let mut cases = vec![
+            ("http.route", Value::Str("/api/user".into())),
+            ("request_id", Value::Str(String::new())),
+            ("k", Value::Str("v".repeat(120))),
+            ("k", Value::Str("v".repeat(121))),
+            ("k", Value::Str("v".repeat(122))),
+            (long.as_str(), Value::Str("v".into())),
+            (long.as_str(), Value::I64(200)),
+            ("x".repeat(95).leak(), Value::I64(1)),
+            ("x".repeat(96).leak(), Value::I64(1)),
+            ("x".repeat(120).leak(), Value::I64(0x3fff)),
+        ];
+        for number in [0, 1, 127, 128, 200, 503, 0x3fff, 0x4000, -1, i64::MAX] {
+            cases.push(("http.response.status_code", Value::I64(number)));
+        }
+        for (key, value) in &cases {
+            let mut out = Vec::new();
+            write_key_value(&mut Wire(&mut out), 9, key, value);
+            assert_eq!(out, general(key, value), "{key} = {value:?}");
+            assert_eq!(out.len(), field_len(key_value_len(key, value)));
         }
     }
 }
