@@ -140,6 +140,19 @@ fn write_any_value(wire: &mut Wire<'_>, value: &Value) {
     }
 }
 
+/// The head of a `KeyValue` of `len` bytes (under 128) as field `field`,
+/// and its key.
+#[inline]
+fn short_key(out: &mut Vec<u8>, field: u32, len: usize, key: &str) {
+    out.extend_from_slice(&[
+        (field << 3) as u8 | LEN,
+        len as u8,
+        1 << 3 | LEN,
+        key.len() as u8,
+    ]);
+    out.extend_from_slice(key.as_bytes());
+}
+
 fn key_value_len(key: &str, value: &Value) -> usize {
     field_len(key.len()) + field_len(any_value_len(value))
 }
@@ -151,15 +164,8 @@ fn write_key_value(wire: &mut Wire<'_>, field: u32, key: &str, value: &Value) {
     // takes one byte, and the heads are written as two fixed pieces.
     match value {
         Value::Str(text) if field < 16 && 6 + key.len() + text.len() < 0x80 => {
-            let len = 6 + key.len() + text.len();
             let out = &mut *wire.0;
-            out.extend_from_slice(&[
-                (field << 3) as u8 | LEN,
-                len as u8,
-                1 << 3 | LEN,
-                key.len() as u8,
-            ]);
-            out.extend_from_slice(key.as_bytes());
+            short_key(out, field, 6 + key.len() + text.len(), key);
             out.extend_from_slice(&[
                 2 << 3 | LEN,
                 2 + text.len() as u8,
@@ -170,24 +176,14 @@ fn write_key_value(wire: &mut Wire<'_>, field: u32, key: &str, value: &Value) {
             return;
         }
         Value::I64(number) if field < 16 && key.len() < 0x60 && (0..0x4000).contains(number) => {
-            // Up to two varint bytes for the number.
-            let mut number_bytes = [0u8; 2];
-            let number_len = if *number < 0x80 {
-                number_bytes[0] = *number as u8;
-                1
+            // One varint byte below 128, two up to 16383.
+            let (number_bytes, number_len) = if *number < 0x80 {
+                ([*number as u8, 0], 1)
             } else {
-                number_bytes = [(*number as u8) | 0x80, (*number >> 7) as u8];
-                2
+                ([(*number as u8) | 0x80, (*number >> 7) as u8], 2)
             };
-            let len = 5 + key.len() + number_len;
             let out = &mut *wire.0;
-            out.extend_from_slice(&[
-                (field << 3) as u8 | LEN,
-                len as u8,
-                1 << 3 | LEN,
-                key.len() as u8,
-            ]);
-            out.extend_from_slice(key.as_bytes());
+            short_key(out, field, 5 + key.len() + number_len, key);
             out.extend_from_slice(&[2 << 3 | LEN, 1 + number_len as u8, 3 << 3 | VARINT]);
             out.extend_from_slice(&number_bytes[..number_len]);
             return;
