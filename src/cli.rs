@@ -1,6 +1,7 @@
 //! The `dure` command line.
 
 use clap::{Parser, Subcommand};
+use dure_chassis::service;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -22,7 +23,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start the whole system on this machine, each service its own process
+    /// Start the whole system on this machine, each service its own process (or all in one)
     Up(UpArgs),
     /// Run one service in this process (what a container runs)
     #[command(subcommand)]
@@ -38,13 +39,13 @@ pub enum Service {
     /// The API gateway: the public entry point
     Gateway(dure_gateway::Args),
     /// Accounts, login and tokens
-    Identity(dure_identity::Args),
+    Identity(service::Args<dure_identity::Args>),
     /// Postings and comments
-    Posting(dure_posting::Args),
+    Posting(service::Args<service::NoArgs>),
     /// Notices from the admins
-    Notice(dure_notice::Args),
+    Notice(service::Args<service::NoArgs>),
     /// Notifications and their live stream
-    Notification(dure_notification::Args),
+    Notification(service::Args<service::NoArgs>),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -72,6 +73,11 @@ pub struct UpArgs {
     /// More instances of a service, e.g. identity=2 (comma-separated)
     #[arg(long, value_name = "SERVICE=N", value_delimiter = ',')]
     pub replicas: Vec<String>,
+    /// Run registry, gateway and every service in this one process (a
+    /// modular monolith): each service keeps its own database and outbox,
+    /// calls and feeds between them go in process, without sockets
+    #[arg(long, env = "DURE_SINGLE_PROCESS", conflicts_with = "replicas")]
+    pub single_process: bool,
     /// Where the gateway listens
     #[arg(
         long,

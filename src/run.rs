@@ -4,11 +4,12 @@
 use crate::cli::Service;
 use dure_chassis::config::ConfigFile;
 use dure_chassis::http::shutdown_signal;
-use dure_chassis::process::{self, start};
+use dure_chassis::process::{self, run_alone, start};
+use dure_chassis::service::Listen;
 use std::process::ExitCode;
 
 pub async fn run(service: Service) -> anyhow::Result<ExitCode> {
-    let tracing = match service {
+    match service {
         Service::Registry(args) => {
             let config = args.resolve(&ConfigFile::load(dure_registry::NAME)?)?;
             let (listener, tracing) = start(
@@ -17,8 +18,8 @@ pub async fn run(service: Service) -> anyhow::Result<ExitCode> {
                 config.service.listen,
             )
             .await?;
-            dure_registry::run(config, listener, shutdown_signal()).await?;
-            tracing
+            dure_registry::run(config, Listen::tcp(listener), shutdown_signal()).await?;
+            process::finish(tracing).await
         }
         Service::Gateway(args) => {
             let config = args.resolve(&ConfigFile::load(dure_gateway::NAME)?)?;
@@ -29,52 +30,11 @@ pub async fn run(service: Service) -> anyhow::Result<ExitCode> {
             )
             .await?;
             dure_gateway::run(config, listener, shutdown_signal()).await?;
-            tracing
+            process::finish(tracing).await
         }
-        Service::Identity(args) => {
-            let config = args.resolve(&ConfigFile::load(dure_identity::NAME)?)?;
-            let (listener, tracing) = start(
-                dure_identity::NAME,
-                config.service.log_format,
-                config.service.listen,
-            )
-            .await?;
-            dure_identity::run(config, listener, shutdown_signal()).await?;
-            tracing
-        }
-        Service::Posting(args) => {
-            let config = args.resolve(&ConfigFile::load(dure_posting::NAME)?)?;
-            let (listener, tracing) = start(
-                dure_posting::NAME,
-                config.service.log_format,
-                config.service.listen,
-            )
-            .await?;
-            dure_posting::run(config, listener, shutdown_signal()).await?;
-            tracing
-        }
-        Service::Notice(args) => {
-            let config = args.resolve(&ConfigFile::load(dure_notice::NAME)?)?;
-            let (listener, tracing) = start(
-                dure_notice::NAME,
-                config.service.log_format,
-                config.service.listen,
-            )
-            .await?;
-            dure_notice::run(config, listener, shutdown_signal()).await?;
-            tracing
-        }
-        Service::Notification(args) => {
-            let config = args.resolve(&ConfigFile::load(dure_notification::NAME)?)?;
-            let (listener, tracing) = start(
-                dure_notification::NAME,
-                config.service.log_format,
-                config.service.listen,
-            )
-            .await?;
-            dure_notification::run(config, listener, shutdown_signal()).await?;
-            tracing
-        }
-    };
-    process::finish(tracing).await
+        Service::Identity(args) => run_alone::<dure_identity::Identity>(args).await,
+        Service::Posting(args) => run_alone::<dure_posting::Board>(args).await,
+        Service::Notice(args) => run_alone::<dure_notice::Notices>(args).await,
+        Service::Notification(args) => run_alone::<dure_notification::Notifications>(args).await,
+    }
 }

@@ -34,18 +34,28 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut all_healthy = true;
     for service in &catalog.services {
         for instance in &service.instances {
-            let healthy = client
+            // An instance inside another process (`dure up --single-process`)
+            // cannot be asked from here; its current lease says its process
+            // heartbeats, and that process checks its readiness.
+            let health = if dure_chassis::peer::local::name_of(&instance.address).is_some() {
+                "leased"
+            } else if client
                 .get(format!("{}/readyz", instance.address))
                 .send()
                 .await
-                .is_ok_and(|r| r.status().is_success());
-            all_healthy &= healthy;
+                .is_ok_and(|r| r.status().is_success())
+            {
+                "ready"
+            } else {
+                all_healthy = false;
+                "DOWN"
+            };
             println!(
                 "{:<14} {:<22} {:<28} {:<8} {}",
                 service.name,
                 instance.instance_id,
                 instance.address,
-                if healthy { "ready" } else { "DOWN" },
+                health,
                 instance.last_heartbeat_at
             );
         }

@@ -13,7 +13,16 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_the_api_through_the_gateway_and_stops_gracefully() {
-    let mut system = System::start(&[]);
+    serves_the_api_and_stops_gracefully(Topology::MultiProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_in_one_process_serves_the_same_api_and_stops_gracefully() {
+    serves_the_api_and_stops_gracefully(Topology::SingleProcess).await;
+}
+
+async fn serves_the_api_and_stops_gracefully(topology: Topology) {
+    let mut system = System::start(topology.flags());
     let client = reqwest::Client::new();
     let token = sign_up_and_login(&client, &system.gateway).await;
     let me: Value = client
@@ -160,8 +169,33 @@ async fn up_serves_the_api_through_the_gateway_and_stops_gracefully() {
         );
     }
 
-    // Children's logs reach up's output with their names; status agrees.
-    assert!(system.wait_for("identity |", Duration::from_secs(10)));
+    match topology {
+        // Children's logs reach up's output with their names.
+        Topology::MultiProcess => {
+            assert!(system.wait_for("identity |", Duration::from_secs(10)))
+        }
+        // One OS process, one database per service.
+        Topology::SingleProcess => {
+            let pid = system.process.id().to_string();
+            let started: Vec<&String> = system
+                .seen
+                .iter()
+                .filter(|l| l.starts_with("starting "))
+                .collect();
+            assert_eq!(started.len(), 6, "{started:?}");
+            assert!(
+                started
+                    .iter()
+                    .all(|l| l.ends_with(&format!("in this process (pid {pid}) …"))),
+                "{started:?}"
+            );
+            for service in ["identity", "posting", "notice", "notification"] {
+                let file = system.data_dir.join(format!("{service}.db"));
+                assert!(file.is_file(), "{} missing", file.display());
+            }
+        }
+    }
+    // The registry knows every instance either way.
     let status = Command::new(env!("CARGO_BIN_EXE_dure"))
         .args(["status", "--registry-url", &system.registry])
         .output()
@@ -257,6 +291,34 @@ async fn events_flow_between_services_over_nats() {
         return;
     };
     events_flow(&["--bus", &nats.url]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_flow_between_services_in_one_process() {
+    events_flow(Topology::SingleProcess.flags()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_flow_between_services_in_one_process_over_nats() {
+    let Some(nats) = support::TestNats::start() else {
+        eprintln!("nats-server is not installed: skipping the NATS variant");
+        return;
+    };
+    events_flow(&["--single-process", "--bus", &nats.url]).await;
+}
+
+#[test]
+fn one_process_refuses_replicas_clearly() {
+    let output = Command::new(env!("CARGO_BIN_EXE_dure"))
+        .args(["up", "--single-process", "--replicas", "posting=2"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("--replicas") && said.contains("--single-process"),
+        "{said}"
+    );
 }
 
 async fn events_flow(extra: &[&str]) {

@@ -8,17 +8,23 @@
 //! (SIGTERM, then SIGKILL after the grace period). A child that dies is
 //! reported loudly with its last log lines.
 //!
+//! With `--single-process` the same system runs inside this process
+//! instead (see [`single`]).
+//!
 //! - [`child`]: one supervised child process and its log pump.
 //! - [`logs`]: turns a child's JSON log line into a readable one.
 //! - [`secrets`]: the generated first-admin password.
+//! - [`single`]: the single-process topology (modular monolith).
 
 mod child;
 mod logs;
 mod secrets;
+mod single;
 
 use crate::cli::UpArgs;
 use anyhow::Context;
 use child::{Child, Exit};
+use dure_chassis::service::Service;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
@@ -30,10 +36,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The services `dure up` runs between the registry and the gateway.
 const SERVICES: &[&str] = &[
-    dure_identity::NAME,
-    dure_posting::NAME,
-    dure_notice::NAME,
-    dure_notification::NAME,
+    <dure_identity::Identity as Service>::NAME,
+    <dure_posting::Board as Service>::NAME,
+    <dure_notice::Notices as Service>::NAME,
+    <dure_notification::Notifications as Service>::NAME,
 ];
 
 /// One process `dure up` will start.
@@ -46,6 +52,9 @@ struct Plan {
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    if args.single_process {
+        return single::up(args).await;
+    }
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -215,24 +224,12 @@ async fn service_plan(
     registry_url: &str,
 ) -> anyhow::Result<Plan> {
     let address = free_port()?;
-    let database_url = match &args.database_url {
-        Some(server) => {
-            let url = format!("{}/dure_{service}", server.trim_end_matches('/'));
-            dure_chassis::db::create_postgres_database(&url)
-                .await
-                .with_context(|| format!("cannot prepare the database of {service}"))?;
-            url
-        }
-        None => format!(
-            "sqlite://{}",
-            args.data_dir.join(format!("{service}.db")).display()
-        ),
-    };
+    let database_url = database_of(args, service).await?;
     let mut env = common_env(args, address);
     env.push(("DURE_DATABASE_URL".to_owned(), database_url));
     env.push(("DURE_REGISTRY_URL".to_owned(), registry_url.to_owned()));
     env.push(("DURE_BUS".to_owned(), args.bus.clone()));
-    if service == dure_identity::NAME
+    if service == <dure_identity::Identity as Service>::NAME
         && let Some(password) =
             secrets::admin_password(&args.data_dir, args.database_url.is_none())?
     {
@@ -248,6 +245,24 @@ async fn service_plan(
         label,
         address,
         env,
+    })
+}
+
+/// The database of `service`: its own on the Postgres server, created if
+/// missing, or its own SQLite file in the data directory.
+async fn database_of(args: &UpArgs, service: &str) -> anyhow::Result<String> {
+    Ok(match &args.database_url {
+        Some(server) => {
+            let url = format!("{}/dure_{service}", server.trim_end_matches('/'));
+            dure_chassis::db::create_postgres_database(&url)
+                .await
+                .with_context(|| format!("cannot prepare the database of {service}"))?;
+            url
+        }
+        None => format!(
+            "sqlite://{}",
+            args.data_dir.join(format!("{service}.db")).display()
+        ),
     })
 }
 

@@ -13,6 +13,24 @@ use std::time::{Duration, Instant};
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// How `dure up` lays the system out; the same tests run on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// Each service its own OS process (the default).
+    MultiProcess,
+    /// Everything in one OS process (`--single-process`).
+    SingleProcess,
+}
+
+impl Topology {
+    pub fn flags(self) -> &'static [&'static str] {
+        match self {
+            Self::MultiProcess => &[],
+            Self::SingleProcess => &["--single-process"],
+        }
+    }
+}
+
 /// A running `dure up` and what it printed.
 pub struct System {
     pub process: Child,
@@ -29,10 +47,12 @@ impl System {
     }
 
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        // A counter, not a port: two tests may be handed the same free port.
+        static SYSTEMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let data_dir = std::env::temp_dir().join(format!(
             "dure-up-test-{}-{}",
             std::process::id(),
-            free_port()
+            SYSTEMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let (gateway, registry) = (free_port(), free_port());
         let mut process = Command::new(env!("CARGO_BIN_EXE_dure"))

@@ -119,7 +119,7 @@ enum KeySource {
     /// identity's JWKS, fetched over HTTP.
     Jwks {
         url: JwksLocation,
-        client: reqwest::Client,
+        client: crate::peer::Client,
         last_fetch: Mutex<Option<Instant>>,
     },
 }
@@ -213,10 +213,7 @@ impl TokenVerifier {
     }
 
     fn from_location(url: JwksLocation) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("a plain HTTP client always builds");
+        let client = crate::peer::Client::new(Duration::from_secs(5));
         Self {
             keys: RwLock::new(HashMap::new()),
             revocations: None,
@@ -312,16 +309,10 @@ impl TokenVerifier {
 }
 
 async fn fetch_jwks(
-    client: &reqwest::Client,
+    client: &crate::peer::Client,
     url: &str,
 ) -> anyhow::Result<HashMap<String, DecodingKey>> {
-    let jwks: Jwks = client
-        .get(url)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let jwks: Jwks = client.get(url).send().await?.error_for_status()?.json()?;
     let mut keys = HashMap::new();
     for jwk in jwks.keys {
         if jwk.kty != "OKP" || jwk.crv != "Ed25519" {

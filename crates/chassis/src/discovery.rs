@@ -17,6 +17,8 @@
 
 use crate::config::{ConfigError, ConfigFile, parse_duration};
 use crate::http::Readiness;
+use crate::peer::Client;
+use crate::peer::local;
 use dure_contracts::registry::{
     Catalog, Descriptor, INDEX_HEADER, Instance, LeaseGranted, ROUTES_KEY, Registration,
     ServiceInstances,
@@ -88,7 +90,8 @@ fn invalid(key: &str, expected: &str, value: &str) -> ConfigError {
 fn parse_url(key: &str, url: &str) -> Result<String, ConfigError> {
     let url = url.trim().trim_end_matches('/');
     let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() > 8;
-    if ok {
+    let in_process = local::name_of(url).is_some_and(|name| !name.is_empty());
+    if ok || in_process {
         Ok(url.to_owned())
     } else {
         Err(invalid(key, "an http:// URL", url))
@@ -171,12 +174,8 @@ impl DiscoverySettings {
     }
 }
 
-fn http_client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-        .expect("a plain HTTP client always builds")
+fn http_client(timeout: Duration) -> Client {
+    Client::new(timeout)
 }
 
 /// Doubles a retry delay up to a cap, with ±25 % jitter so a fleet does not
@@ -196,7 +195,7 @@ fn rand_fraction() -> f64 {
 pub struct Registrar {
     registered: watch::Receiver<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
-    deregistration: Option<(reqwest::Client, String)>,
+    deregistration: Option<(Client, String)>,
 }
 
 impl Registrar {
@@ -205,7 +204,7 @@ impl Registrar {
     pub fn start(
         settings: &DiscoverySettings,
         descriptor: &Descriptor,
-        listening: SocketAddr,
+        address: String,
         ready: Option<Readiness>,
     ) -> Self {
         let Source::Registry(registry) = &settings.source else {
@@ -224,7 +223,7 @@ impl Registrar {
                     &uuid::Uuid::new_v4().simple().to_string()[..8]
                 )
             }),
-            address: settings.advertised(listening),
+            address,
             version: descriptor.version.clone(),
             metadata: BTreeMap::from([(ROUTES_KEY.to_owned(), descriptor.routes.join(","))]),
         };
@@ -269,7 +268,7 @@ impl Registrar {
 }
 
 async fn keep_registered(
-    client: reqwest::Client,
+    client: Client,
     registry: String,
     registration: Registration,
     interval: Duration,
@@ -333,7 +332,7 @@ enum Beat {
 }
 
 async fn register(
-    client: &reqwest::Client,
+    client: &Client,
     registry: &str,
     registration: &Registration,
 ) -> anyhow::Result<Beat> {
@@ -343,15 +342,15 @@ async fn register(
         .send()
         .await?
         .error_for_status()?;
-    let lease: LeaseGranted = response.json().await?;
+    let lease: LeaseGranted = response.json()?;
     Ok(Beat::Registered(Duration::from_secs(
         lease.lease_ttl_secs.max(1),
     )))
 }
 
-async fn heartbeat(client: &reqwest::Client, url: &str) -> anyhow::Result<Beat> {
+async fn heartbeat(client: &Client, url: &str) -> anyhow::Result<Beat> {
     let response = client.put(url).send().await?;
-    if response.status() == reqwest::StatusCode::NOT_FOUND {
+    if response.status() == axum::http::StatusCode::NOT_FOUND {
         return Ok(Beat::LeaseGone);
     }
     response.error_for_status()?;
@@ -366,6 +365,18 @@ pub struct Directory {
     loaded: watch::Receiver<bool>,
     /// Held for fixed directories, so receivers never see the channel close.
     _fixed: Option<Arc<watch::Sender<Arc<Catalog>>>>,
+    /// The task keeping the catalog fresh, stopped with the last clone (a
+    /// service stopped inside a longer-lived process leaves nothing behind).
+    _source: Option<Arc<AbortOnDrop>>,
+}
+
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Directory {
@@ -373,30 +384,38 @@ impl Directory {
     pub fn start(settings: &DiscoverySettings) -> Self {
         let (tx, catalog) = watch::channel(Arc::new(Catalog::default()));
         let (loaded_tx, loaded) = watch::channel(false);
-        match &settings.source {
+        let source = match &settings.source {
             Source::None => {
                 loaded_tx.send_replace(true);
+                None
             }
             Source::Registry(url) => {
                 // A lease lasts three heartbeats.
-                tokio::spawn(watch_registry(
+                Some(tokio::spawn(watch_registry(
                     url.clone(),
                     tx,
                     loaded_tx,
                     settings.heartbeat_interval * 3,
-                ));
+                )))
             }
-            Source::Static(peers) => {
-                tokio::spawn(refresh_peers(peers.clone(), false, tx, loaded_tx));
-            }
-            Source::Dns(peers) => {
-                tokio::spawn(refresh_peers(peers.clone(), true, tx, loaded_tx));
-            }
-        }
+            Source::Static(peers) => Some(tokio::spawn(refresh_peers(
+                peers.clone(),
+                false,
+                tx,
+                loaded_tx,
+            ))),
+            Source::Dns(peers) => Some(tokio::spawn(refresh_peers(
+                peers.clone(),
+                true,
+                tx,
+                loaded_tx,
+            ))),
+        };
         Self {
             catalog,
             loaded,
             _fixed: None,
+            _source: source.map(|task| Arc::new(AbortOnDrop(task))),
         }
     }
 
@@ -407,6 +426,7 @@ impl Directory {
             catalog: catalog_rx,
             loaded: watch::channel(true).1,
             _fixed: Some(Arc::new(tx)),
+            _source: None,
         }
     }
 
@@ -539,7 +559,7 @@ fn union(known: &Catalog, mut fresh: Catalog) -> Catalog {
     fresh
 }
 
-async fn fetch_catalog(client: &reqwest::Client, url: &str) -> anyhow::Result<(Catalog, u64)> {
+async fn fetch_catalog(client: &Client, url: &str) -> anyhow::Result<(Catalog, u64)> {
     let response = client.get(url).send().await?.error_for_status()?;
     let index = response
         .headers()
@@ -547,7 +567,7 @@ async fn fetch_catalog(client: &reqwest::Client, url: &str) -> anyhow::Result<(C
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    Ok((response.json().await?, index))
+    Ok((response.json()?, index))
 }
 
 /// Builds the catalog from static or DNS peers, asking each instance for its
@@ -601,14 +621,13 @@ async fn refresh_peers(
     }
 }
 
-async fn describe(client: &reqwest::Client, address: &str) -> Option<Descriptor> {
+async fn describe(client: &Client, address: &str) -> Option<Descriptor> {
     client
         .get(format!("{address}/internal/descriptor"))
         .send()
         .await
         .ok()?
         .json()
-        .await
         .ok()
 }
 

@@ -1,10 +1,15 @@
 //! The `main` of a dure process: `dure run <service>` and the one-service
 //! binaries (`dure-identity`, …) that container images hold.
 //!
+//! [`service_main`] is the whole `main` of a one-service binary;
+//! [`run_alone`] runs one service on its port (also `dure run`);
 //! [`main`] builds the runtime and reports an error as one line;
 //! [`start`] turns logging and trace export on and binds the listener;
 //! [`finish`] flushes the traces once the service has stopped.
 
+use crate::config::ConfigFile;
+use crate::http::shutdown_signal;
+use crate::service::{self, Args, Listen, Service};
 use crate::telemetry::{self, LogFormat, Tracing};
 use anyhow::Context as _;
 use std::future::Future;
@@ -19,6 +24,36 @@ pub enum Runtime {
     MultiThread,
     /// One thread: for the gateway, which runs a runtime per core itself.
     CurrentThread,
+}
+
+/// The `main` of the binary that runs service `S` alone (`dure-posting`, …):
+/// the same flags and `DURE_*` variables as `dure run <service>`.
+pub fn service_main<S: Service>() -> ExitCode {
+    lean_allocator();
+    // Lives as long as the process: clap takes only static names.
+    let program: &'static str = format!("dure-{}", S::NAME).leak();
+    let command = <Args<S::Args> as clap::Args>::augment_args(
+        clap::Command::new(program)
+            .version(env!("CARGO_PKG_VERSION"))
+            .about(S::ABOUT),
+    );
+    let args = command
+        .try_get_matches()
+        .and_then(|matches| <Args<S::Args> as clap::FromArgMatches>::from_arg_matches(&matches));
+    match args {
+        Ok(args) => main(program, Runtime::MultiThread, run_alone::<S>(args)),
+        Err(err) => err.exit(),
+    }
+}
+
+/// Service `S` alone in this process on its own port, until SIGTERM or
+/// ctrl-c.
+pub async fn run_alone<S: Service>(args: Args<S::Args>) -> anyhow::Result<ExitCode> {
+    let config = args.resolve::<S>(&ConfigFile::load(S::NAME)?)?;
+    let (listener, tracing) =
+        start(S::NAME, config.service.log_format, config.service.listen).await?;
+    service::run::<S>(config, Listen::tcp(listener), shutdown_signal()).await?;
+    finish(tracing).await
 }
 
 /// Runs `work` on a fresh runtime; an error ends the process with its

@@ -1,23 +1,336 @@
-//! What every service process is configured with, and how it runs.
+//! A service, declared once, and the one way every topology starts it.
 //!
-//! Each service flattens [`ServiceArgs`] (and, if it keeps data,
-//! [`StorageArgs`]; if it registers or finds others,
-//! [`DiscoveryArgs`](crate::discovery::DiscoveryArgs)) into its own clap
-//! arguments and resolves them against the config file. [`serve`] then runs
-//! the service's app: it registers the instance once the app is ready,
-//! reports registration in `/readyz`, and deregisters before draining on
-//! shutdown, so the gateway stops routing to it first.
+//! A domain service implements [`Service`]: its name, default port, the
+//! public routes it owns, its migrations, the events it publishes and
+//! consumes, its own flags, and how to build the state its handlers share.
+//! [`run`] does the rest the same way for every service and topology:
+//! database and migrations, outbox and feed, consumers, token checks,
+//! readiness, registration and a clean stop. `dure run <service>`, the
+//! one-service binaries (`process::main`) and both topologies of `dure up`
+//! call it; only where the service listens differs ([`Listen`]: a port, or
+//! by name inside this process).
+//!
+//! [`serve`] is the part shared with the registry and the gateway: it
+//! registers the instance once the app is ready, reports registration in
+//! `/readyz`, and deregisters before draining on shutdown, so the gateway
+//! stops routing to it first.
 
+use crate::auth::{AuthArgs, Revocations, TokenVerifier};
 use crate::config::{ConfigError, ConfigFile, DatabaseUrl, parse_duration};
-use crate::discovery::{DiscoverySettings, Registrar};
+use crate::db::{Db, Migrations};
+use crate::discovery::{Directory, DiscoveryArgs, DiscoverySettings, Registrar};
+use crate::events::{Bus, BusArgs, Consumer, Handler, Outbox};
 use crate::http::{self, IpNet, ServiceApp, TrustedProxies};
+use crate::peer::local;
 use crate::telemetry::LogFormat;
+use anyhow::Context as _;
 use dure_contracts::registry::Descriptor;
+use std::fmt::Debug;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// A domain service, described once.
+pub trait Service: Clone + Send + Sync + Sized + 'static {
+    /// In the registry, logs, metrics and database names.
+    const NAME: &'static str;
+    /// One line for `--help`.
+    const ABOUT: &'static str;
+    /// Listens on this port of 127.0.0.1 unless told otherwise.
+    const PORT: u16;
+    /// Public path prefixes it owns: the gateway routes them here.
+    const ROUTES: &'static [&'static str];
+    /// Event types it appends to its outbox; a service with none has no
+    /// outbox and serves no feed.
+    const PUBLISHES: &'static [&'static str];
+
+    /// Its own flags, beyond every service's ([`Args`]); [`NoArgs`] for none.
+    type Args: clap::Args + Clone + Debug + Default + Send + Sync + 'static;
+    /// Its own settings, resolved from [`Self::Args`] and the config file.
+    type Settings: Clone + Debug + Send + Sync + 'static;
+
+    fn migrations() -> &'static Migrations;
+
+    fn settings(args: &Self::Args, file: &ConfigFile) -> Result<Self::Settings, ConfigError>;
+
+    /// The state its handlers share, built on what the chassis connected.
+    fn start(
+        base: Base,
+        settings: Self::Settings,
+    ) -> impl Future<Output = anyhow::Result<Self>> + Send;
+
+    /// Its public API and that API's OpenAPI document.
+    fn api(&self) -> (axum::Router, utoipa::openapi::OpenApi);
+
+    /// The producers it follows and what handles their events.
+    fn consumes(&self) -> Vec<Subscription> {
+        Vec::new()
+    }
+
+    /// How it checks tokens: identity's published keys (minus the users
+    /// deleted since) unless it has its own.
+    fn verifier(&self) -> Option<TokenVerifier> {
+        None
+    }
+}
+
+/// Events of one producer, and what handles them.
+pub struct Subscription {
+    pub producer: &'static str,
+    pub handler: Arc<dyn Handler>,
+}
+
+/// For a service without flags of its own.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+pub struct NoArgs {}
+
+/// What the chassis has connected before a service builds its state.
+#[derive(Debug, Clone)]
+pub struct Base {
+    pub db: Db,
+    /// Present when the service publishes events.
+    pub outbox: Option<Outbox>,
+    /// Users deleted since their tokens were issued.
+    pub revocations: Revocations,
+    pub directory: Directory,
+}
+
+impl Base {
+    /// The outbox of a service that declares the events it publishes.
+    pub fn outbox(&self) -> anyhow::Result<Outbox> {
+        self.outbox
+            .clone()
+            .context("a service that appends events must declare them in Service::PUBLISHES")
+    }
+}
+
+/// The flags (and env vars) of a domain service: every service's, then its
+/// own.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+pub struct Args<Own: clap::Args> {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+    #[command(flatten)]
+    pub bus: BusArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub own: Own,
+}
+
+/// [`Args`] after layering and validation.
+#[derive(Debug, Clone)]
+pub struct Config<Own> {
+    pub service: ServiceSettings,
+    pub database_url: DatabaseUrl,
+    pub discovery: DiscoverySettings,
+    /// How events travel: the HTTP feed, or NATS JetStream.
+    pub bus: Bus,
+    /// identity's JWKS; found through discovery when `None`.
+    pub jwks_url: Option<String>,
+    pub own: Own,
+}
+
+impl<Own: clap::Args> Args<Own> {
+    /// Layers these args over `file` for service `S`.
+    pub fn resolve<S: Service<Args = Own>>(
+        &self,
+        file: &ConfigFile,
+    ) -> Result<Config<S::Settings>, ConfigError> {
+        let default_listen = SocketAddr::from(([127, 0, 0, 1], S::PORT));
+        Ok(Config {
+            service: self.service.resolve(file, default_listen)?,
+            database_url: self.storage.resolve(file, S::NAME)?,
+            discovery: self.discovery.resolve(file)?,
+            bus: self.bus.resolve(file)?,
+            jwks_url: self.auth.resolve(file)?,
+            own: S::settings(&self.own, file)?,
+        })
+    }
+}
+
+impl<Own> Config<Own> {
+    /// Defaults on the given database, checking tokens against `jwks_url`:
+    /// for tests and embedding.
+    pub fn new(database_url: DatabaseUrl, jwks_url: Option<String>, own: Own) -> Self {
+        Self {
+            service: ServiceSettings::local(),
+            database_url,
+            discovery: DiscoverySettings::default(),
+            bus: Bus::Feed,
+            jwks_url,
+            own,
+        }
+    }
+}
+
+/// What service `S` tells the registry and the gateway about itself.
+pub fn descriptor<S: Service>() -> Descriptor {
+    Descriptor {
+        name: S::NAME.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        routes: S::ROUTES.iter().map(|r| (*r).to_owned()).collect(),
+    }
+}
+
+/// Runs service `S` until `shutdown` resolves: connects and migrates its
+/// database, starts its outbox (with its feed) and its consumers, checks
+/// tokens, serves its API on `listen` while registered, and stops cleanly.
+pub async fn run<S: Service>(
+    config: Config<S::Settings>,
+    listen: Listen,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = Db::connect(&config.database_url, S::migrations()).await?;
+    crate::events::install(&db).await?;
+    let nats = config.bus.connect().await?;
+    let outbox =
+        (!S::PUBLISHES.is_empty()).then(|| Outbox::start(S::NAME, db.clone(), nats.clone()));
+    let revocations = Revocations::load(&db).await?;
+    let directory = Directory::start(&config.discovery);
+    let base = Base {
+        db: db.clone(),
+        outbox: outbox.clone(),
+        revocations: revocations.clone(),
+        directory: directory.clone(),
+    };
+    let service = S::start(base, config.own.clone())
+        .await
+        .with_context(|| format!("starting {}", S::NAME))?;
+
+    let verifier = service.verifier().unwrap_or_else(|| {
+        crate::auth::verifier(config.jwks_url.as_deref(), &directory).with_revocations(revocations)
+    });
+    let (api, openapi) = service.api();
+    let mut api = api.layer(axum::extract::Extension(Arc::new(verifier)));
+    if let Some(outbox) = &outbox {
+        api = api.merge(outbox.router());
+    }
+    let consumers: Vec<_> = service
+        .consumes()
+        .into_iter()
+        .map(|subscription| {
+            tokio::spawn(
+                Consumer {
+                    name: S::NAME.into(),
+                    producer: subscription.producer.into(),
+                    db: db.clone(),
+                    directory: directory.clone(),
+                    handler: subscription.handler,
+                    max_attempts: crate::events::DEFAULT_MAX_ATTEMPTS,
+                    nats: nats.clone(),
+                }
+                .run(),
+            )
+        })
+        .collect();
+    let app = ServiceApp::new(api)
+        .openapi(openapi)
+        .trusted_proxies(config.service.trusted_proxies.clone())
+        .readiness(db.readiness());
+    tracing::info!(address = %listen, database = %config.database_url, "{} ready", S::NAME);
+    let served = serve(
+        descriptor::<S>(),
+        &config.service,
+        &config.discovery,
+        app,
+        listen,
+        shutdown,
+    )
+    .await;
+    for consumer in consumers {
+        consumer.abort();
+    }
+    db.close().await;
+    served.with_context(|| format!("serving {}", S::NAME))?;
+    tracing::info!("{} stopped", S::NAME);
+    Ok(())
+}
+
+/// Where a process answers: a bound port, a name inside this process
+/// (single-process topology), or both (the registry there, which operators
+/// also reach on its port).
+#[derive(Debug)]
+pub struct Listen {
+    tcp: Option<TcpListener>,
+    in_process: Option<String>,
+}
+
+impl Listen {
+    pub fn tcp(listener: TcpListener) -> Self {
+        Self {
+            tcp: Some(listener),
+            in_process: None,
+        }
+    }
+
+    /// Reached as `local://<name>` by the other services of this process.
+    pub fn in_process(name: impl Into<String>) -> Self {
+        Self {
+            tcp: None,
+            in_process: Some(name.into()),
+        }
+    }
+
+    /// Also answers on `listener`.
+    pub fn and_tcp(mut self, listener: TcpListener) -> Self {
+        self.tcp = Some(listener);
+        self
+    }
+
+    /// Serves `router` here until `shutdown` resolves (then as
+    /// [`http::serve`] does on a port).
+    pub async fn serve(
+        self,
+        router: axum::Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        let binding = self
+            .in_process
+            .as_deref()
+            .map(|name| local::bind(name, router.clone()))
+            .transpose()?;
+        match self.tcp {
+            Some(listener) => http::serve(listener, router, shutdown, grace).await?,
+            None => shutdown.await,
+        }
+        drop(binding);
+        Ok(())
+    }
+
+    /// The address other services use: the in-process name if there is one.
+    fn advertised(&self, discovery: &DiscoverySettings) -> std::io::Result<String> {
+        match (&self.in_process, &self.tcp) {
+            (Some(name), _) => Ok(local::address(name)),
+            (None, Some(listener)) => Ok(discovery.advertised(listener.local_addr()?)),
+            (None, None) => Err(std::io::Error::other("nowhere to listen")),
+        }
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (
+            &self.in_process,
+            self.tcp.as_ref().and_then(|l| l.local_addr().ok()),
+        ) {
+            (Some(name), Some(address)) => write!(f, "{}{name} and {address}", local::SCHEME),
+            (Some(name), None) => write!(f, "{}{name}", local::SCHEME),
+            (None, Some(address)) => write!(f, "{address}"),
+            (None, None) => f.write_str("nowhere"),
+        }
+    }
+}
 
 /// Flags (and env vars) every dure process accepts.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -118,30 +431,23 @@ impl StorageArgs {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, registered in
+/// Serves `app` on `listen` until `shutdown` resolves, registered in
 /// discovery under `descriptor` while it runs.
 pub async fn serve(
     descriptor: Descriptor,
     settings: &ServiceSettings,
     discovery: &DiscoverySettings,
     app: ServiceApp,
-    listener: TcpListener,
+    listen: Listen,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let grace = settings.shutdown_grace;
-    serve_with(
-        descriptor,
-        discovery,
-        app,
-        listener,
-        shutdown,
-        move |listener, router, stopped| http::serve(listener, router, stopped, grace),
-    )
-    .await
+    let address = listen.advertised(discovery)?;
+    let (router, stopped) = register(descriptor, discovery, app, address, shutdown);
+    listen.serve(router, stopped, settings.shutdown_grace).await
 }
 
-/// Like [`serve`], with the caller's own server for the router (the
-/// gateway's, which sends proxied requests past it). `server` gets the
+/// Like [`serve`] on a port, with the caller's own server for the router
+/// (the gateway's, which sends proxied requests past it). `server` gets the
 /// listener, the router and a future that resolves once the process has
 /// left discovery and should stop accepting.
 pub async fn serve_with<S, Served>(
@@ -156,7 +462,22 @@ where
     S: FnOnce(TcpListener, axum::Router, futures_util::future::BoxFuture<'static, ()>) -> Served,
     Served: Future<Output = std::io::Result<()>>,
 {
-    let address = listener.local_addr()?;
+    let address = discovery.advertised(listener.local_addr()?);
+    let (router, stopped) = register(descriptor, discovery, app, address, shutdown);
+    server(listener, router, stopped).await?;
+    Ok(())
+}
+
+/// Starts registering `app` at `address` once it is ready; returns its
+/// router and a future that resolves, after `shutdown`, once the instance
+/// has left discovery.
+fn register(
+    descriptor: Descriptor,
+    discovery: &DiscoverySettings,
+    app: ServiceApp,
+    address: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (axum::Router, futures_util::future::BoxFuture<'static, ()>) {
     let registrar = Registrar::start(discovery, &descriptor, address, app.readiness_check());
     // Only services that own public routes need to describe them.
     let app = if descriptor.routes.is_empty() {
@@ -169,125 +490,5 @@ where
         shutdown.await;
         registrar.deregister().await;
     });
-    server(listener, app.into_router(), deregister_first).await?;
-    Ok(())
-}
-
-/// The flags of a domain service that keeps data, finds others, checks
-/// tokens and takes part in the event bus (posting, notice, notification).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct DomainArgs {
-    #[command(flatten)]
-    pub service: ServiceArgs,
-    #[command(flatten)]
-    pub storage: StorageArgs,
-    #[command(flatten)]
-    pub discovery: crate::discovery::DiscoveryArgs,
-    #[command(flatten)]
-    pub bus: crate::events::BusArgs,
-    #[command(flatten)]
-    pub auth: crate::auth::AuthArgs,
-}
-
-/// [`DomainArgs`] after layering and validation.
-#[derive(Debug, Clone)]
-pub struct DomainConfig {
-    pub service: ServiceSettings,
-    pub database_url: DatabaseUrl,
-    pub discovery: DiscoverySettings,
-    /// How events travel: the HTTP feed, or NATS JetStream.
-    pub bus: crate::events::Bus,
-    /// identity's JWKS; found through discovery when `None`.
-    pub jwks_url: Option<String>,
-}
-
-impl DomainArgs {
-    /// Layers these args over `file` for service `name`, which listens on
-    /// `default_listen` unless told otherwise.
-    pub fn resolve(
-        &self,
-        file: &ConfigFile,
-        name: &str,
-        default_listen: SocketAddr,
-    ) -> Result<DomainConfig, ConfigError> {
-        Ok(DomainConfig {
-            service: self.service.resolve(file, default_listen)?,
-            database_url: self.storage.resolve(file, name)?,
-            discovery: self.discovery.resolve(file)?,
-            bus: self.bus.resolve(file)?,
-            jwks_url: self.auth.resolve(file)?,
-        })
-    }
-}
-
-impl DomainConfig {
-    /// Defaults on the given database, checking tokens against `jwks_url`:
-    /// for tests and embedding.
-    pub fn new(database_url: DatabaseUrl, jwks_url: impl Into<String>) -> Self {
-        Self {
-            service: ServiceSettings::local(),
-            database_url,
-            discovery: DiscoverySettings::default(),
-            bus: crate::events::Bus::Feed,
-            jwks_url: Some(jwks_url.into()),
-        }
-    }
-}
-
-/// What a domain service hands over to be served: its API with its OpenAPI
-/// document, its database, and the pieces of the event path it has.
-pub struct DomainParts {
-    pub api: axum::Router,
-    pub openapi: utoipa::openapi::OpenApi,
-    pub db: crate::db::Db,
-    /// Served as the service's feed when it publishes events.
-    pub outbox: Option<crate::events::Outbox>,
-    /// Deleted users whose tokens the service refuses.
-    pub revocations: crate::auth::Revocations,
-    /// Background tasks (event consumers) stopped on the way out.
-    pub background: Vec<tokio::task::JoinHandle<()>>,
-}
-
-/// Serves a domain service until `shutdown`: token checks against identity's
-/// keys (minus revoked users), its feed, readiness on its database,
-/// registration, and a clean stop of its background tasks and database.
-pub async fn serve_domain(
-    descriptor: Descriptor,
-    config: &DomainConfig,
-    directory: &crate::discovery::Directory,
-    parts: DomainParts,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let verifier = crate::auth::verifier(config.jwks_url.as_deref(), directory)
-        .with_revocations(parts.revocations);
-    let mut api = parts
-        .api
-        .layer(axum::extract::Extension(std::sync::Arc::new(verifier)));
-    if let Some(outbox) = &parts.outbox {
-        api = api.merge(outbox.router());
-    }
-    let app = ServiceApp::new(api)
-        .openapi(parts.openapi)
-        .trusted_proxies(config.service.trusted_proxies.clone())
-        .readiness(parts.db.readiness());
-    let address = listener.local_addr()?;
-    tracing::info!(%address, database = %config.database_url, "{} ready", descriptor.name);
-    let name = descriptor.name.clone();
-    let served = serve(
-        descriptor,
-        &config.service,
-        &config.discovery,
-        app,
-        listener,
-        shutdown,
-    )
-    .await;
-    for task in parts.background {
-        task.abort();
-    }
-    parts.db.close().await;
-    served?;
-    tracing::info!("{name} stopped");
-    Ok(())
+    (app.into_router(), deregister_first)
 }

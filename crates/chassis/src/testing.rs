@@ -220,6 +220,16 @@ pub struct TestServer {
 
 impl TestServer {
     /// Binds a port, starts `run(listener, shutdown)` and waits for `/readyz`.
+    /// Service `S` with `config`, on a free port.
+    pub async fn service<S: crate::service::Service>(
+        config: crate::service::Config<S::Settings>,
+    ) -> Self {
+        Self::spawn(move |listener, shutdown| {
+            crate::service::run::<S>(config, crate::service::Listen::tcp(listener), shutdown)
+        })
+        .await
+    }
+
     pub async fn spawn<F, R>(run: R) -> Self
     where
         R: FnOnce(

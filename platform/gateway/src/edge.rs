@@ -9,7 +9,7 @@
 //! gateway exists to proxy (docs/benchmarks.md).
 
 use crate::Gateway;
-use crate::proxy::Peer;
+use crate::proxy::ClientIp;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -73,7 +73,7 @@ pub async fn serve(
             gateway: gateway.clone(),
             router: router.clone(),
             peer,
-            forwarded_for: Peer::new(peer.ip()),
+            forwarded_for: ClientIp::new(peer.ip()),
         });
         let service = hyper::service::service_fn(move |request| connection.clone().call(request));
         let serving = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
@@ -111,7 +111,7 @@ struct Connection {
     gateway: Gateway,
     router: Router,
     peer: SocketAddr,
-    forwarded_for: Peer,
+    forwarded_for: ClientIp,
 }
 
 impl Connection {

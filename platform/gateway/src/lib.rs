@@ -297,11 +297,13 @@ pub struct Shared {
     /// changes.
     guards: std::sync::Mutex<HashMap<String, Arc<ServiceGuard>>>,
     retry_budget: RetryBudget,
-    http: reqwest::Client,
+    http: dure_chassis::peer::Client,
     upstreams: RwLock<Arc<Upstreams>>,
     verifier: TokenVerifier,
     limiter: RateLimiter,
     openapi_cache: tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>,
+    /// The task rebuilding the route table, stopped with the gateway.
+    following: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::ops::Deref for Gateway {
@@ -347,14 +349,19 @@ impl Gateway {
                 retry_budget: RetryBudget::default(),
                 verifier: TokenVerifier::from_discovery(directory.clone(), IDENTITY),
                 config,
-                http: reqwest::Client::new(),
+                http: dure_chassis::peer::Client::default(),
                 upstreams: RwLock::new(Arc::new(Upstreams::default())),
                 limiter,
                 openapi_cache: tokio::sync::Mutex::new(None),
+                following: std::sync::Mutex::new(None),
             }),
         };
         gateway.rebuild(&directory);
-        tokio::spawn(gateway.clone().follow(directory));
+        let following = tokio::spawn(gateway.clone().follow(directory));
+        *gateway
+            .following
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(following);
         Ok(gateway)
     }
 
@@ -432,7 +439,7 @@ async fn handle(
     gateway: &Gateway,
     upstreams: Arc<Upstreams>,
     client: IpAddr,
-    peer: &proxy::Peer,
+    peer: &proxy::ClientIp,
     request: Request,
 ) -> Result<Response, ApiError> {
     handle_within(gateway, upstreams, Some(client), Some(peer), request, None).await
@@ -444,7 +451,7 @@ pub(crate) async fn handle_within(
     gateway: &Gateway,
     upstreams: Arc<Upstreams>,
     client: Option<IpAddr>,
-    peer: Option<&proxy::Peer>,
+    peer: Option<&proxy::ClientIp>,
     request: Request,
     deadline: Option<Duration>,
 ) -> Result<Response, ApiError> {
@@ -592,6 +599,14 @@ pub async fn run(
         if let Ok(Ok(Err(err))) = joined {
             tracing::warn!(error = %err, "a worker thread failed");
         }
+    }
+    if let Some(following) = gateway
+        .following
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    {
+        following.abort();
     }
     tracing::info!("gateway stopped");
     Ok(())

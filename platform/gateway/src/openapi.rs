@@ -36,7 +36,6 @@ pub async fn merged(gateway: &Gateway) -> Value {
                 .await?
                 .error_for_status()?
                 .json::<Value>()
-                .await
         }
         .await;
         let Ok(doc) = fetched else {

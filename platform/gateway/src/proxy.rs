@@ -17,6 +17,7 @@ use axum::http::Method;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::uri::PathAndQuery;
 use axum::response::Response;
+use dure_chassis::peer::local;
 use dure_chassis::telemetry::trace::ClientSpan;
 use http_body_util::Limited;
 use std::net::IpAddr;
@@ -90,15 +91,15 @@ fn has_no_body(headers: &HeaderMap) -> bool {
     length_zero && !headers.contains_key(header::TRANSFER_ENCODING)
 }
 
-/// The other end of a client connection, and its address as
-/// `X-Forwarded-For` writes it (made once per connection).
+/// The address at the other end of a client connection, and that address
+/// as `X-Forwarded-For` writes it (made once per connection).
 #[derive(Debug, Clone)]
-pub struct Peer {
+pub struct ClientIp {
     pub ip: IpAddr,
     header: HeaderValue,
 }
 
-impl Peer {
+impl ClientIp {
     pub fn new(ip: IpAddr) -> Self {
         let header =
             HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value");
@@ -111,7 +112,7 @@ pub async fn forward(
     gateway: &Gateway,
     service: &str,
     endpoints: &[Arc<Endpoint>],
-    peer: Option<&Peer>,
+    peer: Option<&ClientIp>,
     request: Request,
     deadline: Option<Duration>,
 ) -> Result<Response, GatewayError> {
@@ -197,7 +198,7 @@ pub async fn forward(
 /// Appends the connection's peer to `X-Forwarded-For` when the peer is a
 /// trusted proxy in front of the gateway; otherwise replaces whatever the
 /// client claimed with the peer's address.
-fn set_forwarded_for(headers: &mut HeaderMap, peer: Option<&Peer>, trusted: bool) {
+fn set_forwarded_for(headers: &mut HeaderMap, peer: Option<&ClientIp>, trusted: bool) {
     let Some(peer) = peer else { return };
     let prior = if trusted {
         headers
@@ -242,6 +243,9 @@ async fn send(
     body: Body,
     timeout: Duration,
 ) -> Result<Response, Attempt> {
+    if let Some(name) = &endpoint.in_process {
+        return send_in_process(endpoint, name, path_and_query, parts, body, timeout).await;
+    }
     let target = endpoint
         .target()
         .and_then(|target| Some((target, target.uri(path_and_query)?)));
@@ -289,6 +293,53 @@ async fn send(
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// [`send`] to an instance in this process: its router is called directly,
+/// with the same headers, span, timeout and failure accounting.
+async fn send_in_process(
+    endpoint: &Arc<Endpoint>,
+    name: &str,
+    path_and_query: &PathAndQuery,
+    mut parts: axum::http::request::Parts,
+    body: Body,
+    timeout: Duration,
+) -> Result<Response, Attempt> {
+    parts.uri = axum::http::Uri::from(path_and_query.clone());
+    if let Ok(host) = HeaderValue::from_str(name) {
+        parts.headers.insert(header::HOST, host);
+    }
+    let mut span = upstream_span(&mut parts, endpoint);
+    let request = axum::http::Request::from_parts(parts, body);
+    let _in_flight = endpoint.start();
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(timeout, local::call(name, request)).await;
+    match &result {
+        Ok(Ok(response)) => span.response_status(response.status().as_u16()),
+        _ => span.fail(),
+    }
+    drop(span);
+    endpoint.duration.record(started.elapsed().as_secs_f64());
+    match result {
+        Err(_) => {
+            endpoint_failed(endpoint);
+            Err(Attempt::Failed(GatewayError::Timeout))
+        }
+        Ok(Err(not_bound)) => {
+            endpoint_failed(endpoint);
+            Err(Attempt::NotConnected(not_bound.to_string()))
+        }
+        Ok(Ok(response)) => {
+            if response.status().is_server_error() {
+                endpoint_failed(endpoint);
+            } else {
+                endpoint.ejection.success();
+            }
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Ok(Response::from_parts(parts, body))
+        }
+    }
 }
 
 /// The client span of one upstream call, whose context the request carries
@@ -360,7 +411,7 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_replaced_unless_trusted() {
-        let client = Peer::new("203.0.113.5".parse().unwrap());
+        let client = ClientIp::new("203.0.113.5".parse().unwrap());
         let mut headers = HeaderMap::new();
         headers.append(X_FORWARDED_FOR.clone(), HeaderValue::from_static("1.1.1.1"));
         headers.append(X_FORWARDED_FOR.clone(), HeaderValue::from_static("2.2.2.2"));

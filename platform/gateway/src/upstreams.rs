@@ -28,8 +28,10 @@ pub struct Endpoint {
     /// Taken out of rotation after consecutive failures.
     pub ejection: Ejection,
     /// Where requests go; `None` when `address` is not a plain `http://`
-    /// URL, the only kind the gateway speaks to instances.
+    /// URL, the only kind the gateway speaks to instances over TCP.
     target: Option<Target>,
+    /// The instance's name when it runs in this process (`local://name`).
+    pub in_process: Option<String>,
     /// `gateway_upstream_duration_seconds` of the service, looked up once.
     pub duration: metrics::Histogram,
     /// What the span of a call to it says about it, made once.
@@ -62,6 +64,7 @@ impl Endpoint {
             instance_id: instance_id.to_owned(),
             span_attributes,
             duration: metrics::histogram!("gateway_upstream_duration_seconds", "service" => service.to_owned()),
+            in_process: dure_chassis::peer::local::name_of(&address).map(str::to_owned),
             address,
             in_flight: AtomicUsize::new(0),
             ejection: Ejection::default(),

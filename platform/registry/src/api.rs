@@ -1,4 +1,4 @@
-//! The registry's HTTP API (CONTRACT.md, "Internal API").
+//! The registry's HTTP API (docs/api.md, "Internal API").
 
 use crate::Registry;
 use axum::extract::{Path, Query, State};
@@ -173,14 +173,18 @@ fn validate(registration: &Registration) -> Result<(), ApiError> {
         ));
     }
     let address = &registration.address;
-    let scheme_ok = address.starts_with("http://") || address.starts_with("https://");
+    // local:// names an instance inside the registry's own process
+    // (single-process topology).
+    let scheme_ok = ["http://", "https://", dure_chassis::peer::local::SCHEME]
+        .iter()
+        .any(|scheme| address.starts_with(scheme));
     if !scheme_ok
         || address.len() > 256
         || address.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         errors.push(FieldError::new(
             "address",
-            "must be an http:// or https:// URL",
+            "must be an http://, https:// or local:// URL",
         ));
     }
     if registration.version.len() > 64 {

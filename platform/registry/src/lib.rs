@@ -10,7 +10,7 @@
 //!
 //! # Layout
 //! - [`leases`]: the state and its rules, free of HTTP and of wall time.
-//! - [`api`]: the internal HTTP API (CONTRACT.md).
+//! - [`api`]: the internal HTTP API (docs/api.md, "Internal API").
 //! - [`dashboard`]: `GET /`, a page for people.
 
 #![forbid(unsafe_code)]
@@ -22,14 +22,13 @@ pub mod leases;
 use anyhow::Context;
 use axum::Router;
 use dure_chassis::config::{ConfigError, ConfigFile, parse_duration};
-use dure_chassis::http::{self, ServiceApp};
-use dure_chassis::service::{ServiceArgs, ServiceSettings};
+use dure_chassis::http::ServiceApp;
+use dure_chassis::service::{Listen, ServiceArgs, ServiceSettings};
 use leases::Leases;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 use utoipa::OpenApi;
@@ -182,17 +181,16 @@ impl Registry {
 ))]
 struct ApiDoc;
 
-/// Runs the registry on `listener` until `shutdown` resolves.
+/// Runs the registry on `listen` until `shutdown` resolves.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listen: Listen,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let registry = Registry::new(config.heartbeat_interval);
     let reap_every = (config.heartbeat_interval / 5).max(Duration::from_millis(50));
     let reaper = tokio::spawn(registry.clone().reap(reap_every));
-    let address = listener.local_addr().context("listener address")?;
-    tracing::info!(%address, lease_ttl_secs = (config.heartbeat_interval * 3).as_secs_f64(), "registry ready");
+    tracing::info!(address = %listen, lease_ttl_secs = (config.heartbeat_interval * 3).as_secs_f64(), "registry ready");
     // On the way down, stop expiring leases (heartbeats can no longer
     // arrive, and no watcher may be told that every instance died) and
     // answer pending long polls at once.
@@ -202,14 +200,14 @@ pub async fn run(
         reaper.abort();
         closing.send_replace(true);
     };
-    http::serve(
-        listener,
-        registry.app(&config),
-        stopping,
-        config.service.shutdown_grace,
-    )
-    .await
-    .context("serving HTTP")?;
+    listen
+        .serve(
+            registry.app(&config),
+            stopping,
+            config.service.shutdown_grace,
+        )
+        .await
+        .context("serving HTTP")?;
     tracing::info!("registry stopped");
     Ok(())
 }

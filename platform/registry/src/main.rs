@@ -30,7 +30,12 @@ fn main() -> ExitCode {
             config.service.listen,
         )
         .await?;
-        dure_registry::run(config, listener, shutdown_signal()).await?;
+        dure_registry::run(
+            config,
+            dure_chassis::service::Listen::tcp(listener),
+            shutdown_signal(),
+        )
+        .await?;
         process::finish(tracing).await
     })
 }

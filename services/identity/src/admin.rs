@@ -51,8 +51,7 @@ pub async fn ensure_first_admin(
     };
     match inserted {
         Ok(()) => {
-            tx.commit().await.map_err(anyhow::Error::from)?;
-            outbox.committed();
+            outbox.commit(tx).await.map_err(anyhow::Error::from)?;
             tracing::info!(user_id = %record.id, "created the first admin account `admin`");
         }
         // Another replica created it at the same moment.

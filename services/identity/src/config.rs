@@ -1,29 +1,14 @@
-//! identity's settings: the shared service settings plus token lifetimes,
+//! identity's own settings, beyond every service's: token lifetimes,
 //! login throttling and the first admin's password.
 
 use crate::throttle::LoginThrottle;
-use dure_chassis::config::{ConfigError, ConfigFile, DatabaseUrl, Secret, parse_duration};
-use dure_chassis::discovery::{DiscoveryArgs, DiscoverySettings};
-use dure_chassis::events::{Bus, BusArgs};
-use dure_chassis::service::{ServiceArgs, ServiceSettings, StorageArgs};
-use std::net::SocketAddr;
+use dure_chassis::config::{ConfigError, ConfigFile, Secret, parse_duration};
 use std::time::Duration;
 
-/// The port identity listens on when nothing else is said.
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7001);
-
-/// `dure run identity` flags; each also reads the `DURE_*` variable shown.
+/// identity's own flags; each also reads the `DURE_*` variable shown.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
 pub struct Args {
-    #[command(flatten)]
-    pub service: ServiceArgs,
-    #[command(flatten)]
-    pub storage: StorageArgs,
-    #[command(flatten)]
-    pub discovery: DiscoveryArgs,
-    #[command(flatten)]
-    pub bus: BusArgs,
     /// How long an access token is valid [default: 15m]
     #[arg(long, env = "DURE_ACCESS_TOKEN_TTL", value_name = "DURATION", value_parser = parse_duration)]
     pub access_token_ttl: Option<Duration>,
@@ -49,14 +34,9 @@ pub struct Args {
     pub login_failure_window: Option<Duration>,
 }
 
-/// identity's validated configuration.
+/// identity's own settings, validated.
 #[derive(Debug, Clone)]
-pub struct Config {
-    pub service: ServiceSettings,
-    pub database_url: DatabaseUrl,
-    pub discovery: DiscoverySettings,
-    /// How events travel: the HTTP feed, or NATS JetStream.
-    pub bus: Bus,
+pub struct Settings {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub admin_password: Option<Secret>,
@@ -64,13 +44,9 @@ pub struct Config {
 }
 
 impl Args {
-    pub fn resolve(&self, file: &ConfigFile) -> Result<Config, ConfigError> {
+    pub fn resolve(&self, file: &ConfigFile) -> Result<Settings, ConfigError> {
         let defaults = LoginThrottle::default();
-        let config = Config {
-            service: self.service.resolve(file, DEFAULT_LISTEN)?,
-            database_url: self.storage.resolve(file, crate::NAME)?,
-            discovery: self.discovery.resolve(file)?,
-            bus: self.bus.resolve(file)?,
+        let config = Settings {
             access_token_ttl: file.layer(
                 "access_token_ttl",
                 self.access_token_ttl,
@@ -114,21 +90,18 @@ fn invalid(key: &str, expected: &str, value: String) -> ConfigError {
     }
 }
 
-impl Config {
-    /// Defaults on the given database: for tests and embedding.
-    pub fn for_database(database_url: DatabaseUrl) -> Self {
+impl Default for Settings {
+    fn default() -> Self {
         Self {
-            service: ServiceSettings::local(),
-            database_url,
-            discovery: DiscoverySettings::default(),
-            bus: Bus::Feed,
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             admin_password: None,
             throttle: LoginThrottle::default(),
         }
     }
+}
 
+impl Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         let ttl = self.access_token_ttl;
         if ttl < Duration::from_secs(10) || ttl > Duration::from_secs(24 * 3600) {

@@ -7,7 +7,9 @@
 //! calling it.
 //!
 //! # Layout
-//! - [`config`]: `Args` (flags and env) resolved into a validated `Config`.
+//! - [`Identity`] (here): the service, declared for the chassis.
+//! - [`config`]: identity's own flags (token lifetimes, throttling, first
+//!   admin) resolved into validated `Settings`.
 //! - [`api`]: the HTTP handlers, split into `account` and `session`.
 //! - [`domain`]: `Username`, `Email`, `DisplayName`, `NewPassword`, which
 //!   validate on construction.
@@ -17,9 +19,6 @@
 //! - [`events`]: the `user.*` events identity publishes through its outbox.
 //! - [`passwords`]: Argon2id hashing off the async workers.
 //! - [`admin`]: the first admin account.
-//!
-//! [`run`] serves the service on a bound listener until a shutdown future
-//! resolves; [`Identity::app`] builds the router alone, for tests.
 
 #![forbid(unsafe_code)]
 
@@ -34,35 +33,29 @@ pub mod refresh;
 pub mod throttle;
 pub mod users;
 
-pub use config::{Args, Config};
+pub use config::{Args, Settings};
 
-use anyhow::Context;
-use axum::Router;
-use axum::extract::Extension;
+use dure_chassis::auth::TokenVerifier;
+use dure_chassis::config::{ConfigError, ConfigFile};
 use dure_chassis::db::{Db, Migrations};
 use dure_chassis::events::Outbox;
-use dure_chassis::http::ServiceApp;
-use dure_contracts::registry::Descriptor;
+use dure_chassis::service::{Base, Service};
+use dure_contracts::events::{Payload, UserDeleted, UserRegistered, UserUpdated};
 use keys::SigningKeys;
 use passwords::Passwords;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use throttle::LoginThrottle;
-use tokio::net::TcpListener;
-
-/// The service's name: in the registry, in logs, in database names.
-pub const NAME: &str = "identity";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
-
+/// identity's schema, on either backend.
 pub static MIGRATIONS: Migrations = Migrations {
     sqlite: &SQLITE_MIGRATIONS,
     postgres: &POSTGRES_MIGRATIONS,
 };
 
-/// What identity's handlers share.
+/// The identity service; its handlers share this state.
 #[derive(Clone, Debug)]
 pub struct Identity {
     db: Db,
@@ -74,84 +67,66 @@ pub struct Identity {
     refresh_token_ttl: Duration,
 }
 
-impl Identity {
-    /// Connects to the database, migrates it, loads (or creates) the signing
-    /// key and the first admin.
-    pub async fn start(config: &Config) -> anyhow::Result<Self> {
-        let db = Db::connect(&config.database_url, &MIGRATIONS).await?;
-        dure_chassis::events::install(&db).await?;
-        let outbox = Outbox::start(NAME, db.clone(), config.bus.connect().await?);
-        let keys = SigningKeys::load_or_create(&db).await?;
+impl Service for Identity {
+    const NAME: &'static str = "identity";
+    const ABOUT: &'static str = "dure's identity service: accounts, login and tokens";
+    const PORT: u16 = 7001;
+    const ROUTES: &'static [&'static str] = &[
+        "/api/users",
+        "/api/user",
+        "/api/login",
+        "/api/logout",
+        "/api/token",
+        "/api/.well-known",
+    ];
+    const PUBLISHES: &'static [&'static str] =
+        &[UserRegistered::TYPE, UserUpdated::TYPE, UserDeleted::TYPE];
+    type Args = Args;
+    type Settings = Settings;
+
+    fn migrations() -> &'static Migrations {
+        &MIGRATIONS
+    }
+
+    fn settings(args: &Args, file: &ConfigFile) -> Result<Settings, ConfigError> {
+        args.resolve(file)
+    }
+
+    /// Loads (or creates) the signing key and the first admin.
+    async fn start(base: Base, settings: Settings) -> anyhow::Result<Self> {
+        let outbox = base.outbox()?;
+        let keys = SigningKeys::load_or_create(&base.db).await?;
         let passwords = Passwords::new().await?;
-        admin::ensure_first_admin(&outbox, &db, &passwords, config.admin_password.as_ref()).await?;
+        admin::ensure_first_admin(
+            &outbox,
+            &base.db,
+            &passwords,
+            settings.admin_password.as_ref(),
+        )
+        .await?;
         Ok(Self {
-            db,
+            db: base.db,
             outbox,
             keys: Arc::new(keys),
             passwords,
-            throttle: config.throttle,
-            access_token_ttl: config.access_token_ttl,
-            refresh_token_ttl: config.refresh_token_ttl,
+            throttle: settings.throttle,
+            access_token_ttl: settings.access_token_ttl,
+            refresh_token_ttl: settings.refresh_token_ttl,
         })
     }
 
-    /// The whole HTTP surface: API, health, metrics, OpenAPI.
-    pub fn app(&self, config: &Config) -> Router {
-        self.service_app(config).into_router()
+    fn api(&self) -> (axum::Router, utoipa::openapi::OpenApi) {
+        api::router().with_state(self.clone()).split_for_parts()
     }
 
-    fn service_app(&self, config: &Config) -> ServiceApp {
-        let (api, openapi) = api::router().with_state(self.clone()).split_for_parts();
-        let verifier = Arc::new(self.keys.verifier());
-        ServiceApp::new(api.layer(Extension(verifier)).merge(self.outbox.router()))
-            .openapi(openapi)
-            .trusted_proxies(config.service.trusted_proxies.clone())
-            .readiness(self.db.readiness())
+    /// identity checks the tokens it signed with its own keys.
+    fn verifier(&self) -> Option<TokenVerifier> {
+        Some(self.keys.verifier())
     }
+}
 
+impl Identity {
     pub fn db(&self) -> &Db {
         &self.db
     }
-}
-
-/// What identity tells the registry and the gateway about itself.
-pub fn descriptor() -> Descriptor {
-    Descriptor {
-        name: NAME.into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        routes: [
-            "/api/users",
-            "/api/user",
-            "/api/login",
-            "/api/logout",
-            "/api/token",
-            "/api/.well-known",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    }
-}
-
-/// Runs identity on `listener` until `shutdown` resolves.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let identity = Identity::start(&config).await?;
-    let address = listener.local_addr().context("listener address")?;
-    tracing::info!(%address, database = %config.database_url, "identity ready");
-    dure_chassis::service::serve(
-        descriptor(),
-        &config.service,
-        &config.discovery,
-        identity.service_app(&config),
-        listener,
-        shutdown,
-    )
-    .await
-    .context("serving HTTP")?;
-    identity.db.close().await;
-    tracing::info!("identity stopped");
-    Ok(())
 }

@@ -1,4 +1,4 @@
-//! notice's public HTTP API (CONTRACT.md, "notice"): read for all, write
+//! notice's public HTTP API (docs/api.md, "notice"): read for all, write
 //! for admins.
 
 use crate::Notices;

@@ -1,36 +1,10 @@
 //! `dure-notice`: the notice service alone, as a container image runs it.
 //! It takes the same flags and `DURE_*` variables as `dure run notice`.
 
-use clap::Parser;
-use dure_chassis::config::ConfigFile;
-use dure_chassis::http::shutdown_signal;
-use dure_chassis::process::{self, Runtime};
-use std::process::ExitCode;
-
 /// See docs/decisions/0003: mimalloc, committed lazily.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// dure's notice service: announcements published by admins
-#[derive(Parser)]
-#[command(name = "dure-notice", version)]
-struct Cli {
-    #[command(flatten)]
-    args: dure_notice::Args,
-}
-
-fn main() -> ExitCode {
-    process::lean_allocator();
-    let cli = Cli::parse();
-    process::main("dure-notice", Runtime::MultiThread, async {
-        let config = cli.args.resolve(&ConfigFile::load(dure_notice::NAME)?)?;
-        let (listener, tracing) = process::start(
-            dure_notice::NAME,
-            config.service.log_format,
-            config.service.listen,
-        )
-        .await?;
-        dure_notice::run(config, listener, shutdown_signal()).await?;
-        process::finish(tracing).await
-    })
+fn main() -> std::process::ExitCode {
+    dure_chassis::process::service_main::<dure_notice::Notices>()
 }

@@ -63,8 +63,7 @@ pub async fn insert(db: &Db, outbox: &Outbox, notice: &Notice) -> Result<(), Api
         title: notice.title.clone(),
     };
     outbox.append(&mut tx, &published).await?;
-    tx.commit().await?;
-    outbox.committed();
+    outbox.commit(tx).await?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! notification's public HTTP API (CONTRACT.md, "notification"): a user's
+//! notification's public HTTP API (docs/api.md, "notification"): a user's
 //! own notifications only, and their live stream.
 
 use crate::Notifications;

@@ -8,124 +8,91 @@
 //! `GET /api/notifications/stream` pushes new ones as Server-Sent Events.
 //!
 //! # Layout
-//! - [`config`]: `Args` resolved into a validated `Config`.
+//! - [`Notifications`] (here): the service, declared for the chassis.
 //! - [`api`]: the HTTP handlers, including the live stream.
-//! - [`events`]: what each consumed event changes.
+//! - [`handlers`]: what each consumed event changes.
 //! - [`store`]: the tables and their queries.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod config;
-pub mod events;
+pub mod handlers;
 pub mod store;
 
-pub use config::{Args, Config};
-
-use anyhow::Context;
-use dure_chassis::auth::Revocations;
+use dure_chassis::config::{ConfigError, ConfigFile};
 use dure_chassis::db::{Db, Migrations};
-use dure_chassis::discovery::Directory;
-use dure_chassis::events::{Consumer, Handler};
-use dure_chassis::service::{DomainParts, serve_domain};
-use dure_contracts::registry::Descriptor;
-use std::future::Future;
+use dure_chassis::events::Handler;
+use dure_chassis::service::{Base, NoArgs, Service, Subscription};
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
-
-pub const NAME: &str = "notification";
 
 /// The services whose feeds notification follows.
 pub const PRODUCERS: &[&str] = &["identity", "posting", "notice"];
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
-
+/// notification's schema, on either backend.
 pub static MIGRATIONS: Migrations = Migrations {
     sqlite: &SQLITE_MIGRATIONS,
     postgres: &POSTGRES_MIGRATIONS,
 };
 
-/// What notification's handlers share.
+/// The notification service; its handlers share this state.
 #[derive(Clone, Debug)]
 pub struct Notifications {
     db: Db,
-    revocations: Revocations,
     /// Woken whenever an event was handled, for the live streams.
     news: Arc<Notify>,
-    /// JetStream, when the bus is NATS.
-    nats: Option<async_nats::jetstream::Context>,
+    handler: Arc<dyn Handler>,
 }
 
-impl Notifications {
-    pub async fn start(config: &Config) -> anyhow::Result<Self> {
-        let db = Db::connect(&config.database_url, &MIGRATIONS).await?;
-        dure_chassis::events::install(&db).await?;
-        let revocations = Revocations::load(&db).await?;
+impl Service for Notifications {
+    const NAME: &'static str = "notification";
+    const ABOUT: &'static str = "dure's notification service: notifications and their live stream";
+    const PORT: u16 = 7004;
+    const ROUTES: &'static [&'static str] = &["/api/notifications"];
+    const PUBLISHES: &'static [&'static str] = &[];
+    type Args = NoArgs;
+    type Settings = ();
+
+    fn migrations() -> &'static Migrations {
+        &MIGRATIONS
+    }
+
+    fn settings(_: &NoArgs, _: &ConfigFile) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    async fn start(base: Base, (): ()) -> anyhow::Result<Self> {
+        let news = Arc::new(Notify::new());
         Ok(Self {
-            nats: config.bus.connect().await?,
-            db,
-            revocations,
-            news: Arc::new(Notify::new()),
+            handler: Arc::new(handlers::NotificationEvents {
+                revocations: base.revocations,
+                news: news.clone(),
+            }),
+            db: base.db,
+            news,
         })
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
+    fn api(&self) -> (axum::Router, utoipa::openapi::OpenApi) {
+        api::router().with_state(self.clone()).split_for_parts()
     }
 
     /// One consumer per producer, all with the same handler.
-    pub fn consume(&self, directory: &Directory) -> Vec<tokio::task::JoinHandle<()>> {
-        let handler: Arc<dyn Handler> = Arc::new(events::NotificationEvents {
-            revocations: self.revocations.clone(),
-            news: self.news.clone(),
-        });
+    fn consumes(&self) -> Vec<Subscription> {
         PRODUCERS
             .iter()
-            .map(|producer| {
-                let consumer = Consumer {
-                    name: NAME.into(),
-                    producer: (*producer).into(),
-                    db: self.db.clone(),
-                    directory: directory.clone(),
-                    handler: handler.clone(),
-                    max_attempts: dure_chassis::events::DEFAULT_MAX_ATTEMPTS,
-                    nats: self.nats.clone(),
-                };
-                tokio::spawn(consumer.run())
+            .map(|producer| Subscription {
+                producer,
+                handler: self.handler.clone(),
             })
             .collect()
     }
 }
 
-/// What notification tells the registry and the gateway about itself.
-pub fn descriptor() -> Descriptor {
-    Descriptor {
-        name: NAME.into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        routes: vec!["/api/notifications".into()],
+impl Notifications {
+    pub fn db(&self) -> &Db {
+        &self.db
     }
-}
-
-/// Runs notification on `listener` until `shutdown` resolves.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let service = Notifications::start(&config).await?;
-    let directory = Directory::start(&config.discovery);
-    let (api, openapi) = api::router().with_state(service.clone()).split_for_parts();
-    let parts = DomainParts {
-        api,
-        openapi,
-        db: service.db.clone(),
-        outbox: None,
-        revocations: service.revocations.clone(),
-        background: service.consume(&directory),
-    };
-    serve_domain(descriptor(), &config, &directory, parts, listener, shutdown)
-        .await
-        .context("serving notification")
 }

@@ -116,8 +116,7 @@ pub async fn insert_posting(db: &Db, outbox: &Outbox, posting: &Posting) -> Resu
         title: posting.title.clone(),
     };
     outbox.append(&mut tx, &published).await?;
-    tx.commit().await?;
-    outbox.committed();
+    outbox.commit(tx).await?;
     Ok(())
 }
 
@@ -209,8 +208,7 @@ pub async fn update_posting(
         };
         outbox.append(&mut tx, &event).await?;
     }
-    tx.commit().await?;
-    outbox.committed();
+    outbox.commit(tx).await?;
     Ok(updated)
 }
 
@@ -236,8 +234,7 @@ pub async fn delete_posting(
         posting_id: id.to_owned(),
     };
     outbox.append(&mut tx, &event).await?;
-    tx.commit().await?;
-    outbox.committed();
+    outbox.commit(tx).await?;
     Ok(true)
 }
 
@@ -279,8 +276,7 @@ pub async fn insert_comment(db: &Db, outbox: &Outbox, comment: &Comment) -> Resu
         author_name: comment.author.display_name.clone(),
     };
     outbox.append(&mut tx, &added).await?;
-    tx.commit().await?;
-    outbox.committed();
+    outbox.commit(tx).await?;
     Ok(true)
 }
 

@@ -32,6 +32,12 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
+impl std::fmt::Debug for dyn Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handler")
+    }
+}
+
 /// Attempts before an event goes to the dead letters, unless a service says
 /// otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
@@ -57,10 +63,7 @@ impl Consumer {
         if let Some(context) = self.nats.clone() {
             return self.run_nats(context).await;
         }
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(40))
-            .build()
-            .expect("a plain HTTP client always builds");
+        let client = crate::peer::Client::new(Duration::from_secs(40));
         let mut retry = Duration::from_millis(100);
         loop {
             match self.poll(&client).await {
@@ -84,7 +87,7 @@ impl Consumer {
     }
 
     /// One long poll and the handling of what it brought.
-    async fn poll(&self, client: &reqwest::Client) -> anyhow::Result<()> {
+    async fn poll(&self, client: &crate::peer::Client) -> anyhow::Result<()> {
         let instances = self.directory.instances(&self.producer);
         anyhow::ensure!(!instances.is_empty(), "no instance of {}", self.producer);
         let instance = &instances[rand_index(instances.len())];
@@ -104,7 +107,7 @@ impl Consumer {
         } else {
             tracing::Span::none()
         };
-        let mut traced = reqwest::header::HeaderMap::new();
+        let mut traced = axum::http::HeaderMap::new();
         trace::inject_headers(&span, &mut traced);
         let page: FeedPage = async {
             client
@@ -114,7 +117,6 @@ impl Consumer {
                 .await?
                 .error_for_status()?
                 .json()
-                .await
         }
         .instrument(span)
         .await?;

@@ -62,8 +62,8 @@ impl Outbox {
     }
 
     /// Appends an event inside the caller's transaction: it exists exactly
-    /// when the state change does. Call [`committed`](Self::committed) after
-    /// the commit to have it sequenced at once.
+    /// when the state change does. Finish the transaction with
+    /// [`commit`](Self::commit) to have it sequenced at once.
     pub async fn append<P: Payload>(&self, tx: &mut Tx, payload: &P) -> Result<(), ApiError> {
         let span = tracing::info_span!(
             "outbox append",
@@ -102,9 +102,13 @@ impl Outbox {
         Ok(())
     }
 
-    /// Wakes the sequencer after a commit that appended events.
-    pub fn committed(&self) {
+    /// Commits a transaction that appended events and wakes the sequencer:
+    /// one call, so that no commit leaves its events waiting for the next
+    /// poll.
+    pub async fn commit(&self, tx: Tx) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
         self.appended.notify_one();
+        Ok(())
     }
 
     /// `GET /internal/events` on this outbox.

@@ -150,8 +150,7 @@ async fn positions_follow_commit_order_with_no_gaps_under_concurrent_writers(bac
                     if i % 5 == 0 {
                         tokio::time::sleep(Duration::from_millis(3)).await;
                     }
-                    tx.commit().await.unwrap();
-                    outbox.committed();
+                    outbox.commit(tx).await.unwrap();
                 }
             })
         })
@@ -230,9 +229,8 @@ async fn exactly_once(backend: Backend, nats: Option<async_nats::jetstream::Cont
         } else {
             outbox.append(&mut tx, &Ping { n }).await.unwrap();
         }
-        tx.commit().await.unwrap();
+        outbox.commit(tx).await.unwrap();
     }
-    outbox.committed();
 
     let directory = Directory::fixed(Catalog {
         services: vec![ServiceInstances {

@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::routing::get;
 use dure_chassis::discovery::{DiscoverySettings, Source};
 use dure_chassis::http::ServiceApp;
-use dure_chassis::service::ServiceSettings;
+use dure_chassis::service::{Listen, ServiceSettings};
 use dure_contracts::registry::{Catalog, Descriptor};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -101,9 +101,13 @@ where
 
 pub async fn start_registry_at(address: SocketAddr) -> Part {
     spawn(address, |listener, stopped| {
-        dure_registry::run(dure_registry::Config::new(HEARTBEAT), listener, async {
-            let _ = stopped.await;
-        })
+        dure_registry::run(
+            dure_registry::Config::new(HEARTBEAT),
+            Listen::tcp(listener),
+            async {
+                let _ = stopped.await;
+            },
+        )
     })
     .await
 }
@@ -199,7 +203,7 @@ pub async fn start_upstream(registry: &str, instance: &str) -> Upstream {
                 &ServiceSettings::local(),
                 &discovery,
                 ServiceApp::new(router),
-                listener,
+                Listen::tcp(listener),
                 async {
                     let _ = stopped.await;
                 },

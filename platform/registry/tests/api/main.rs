@@ -17,7 +17,7 @@ async fn start(heartbeat: Duration) -> Registry {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(dure_registry::run(
         dure_registry::Config::new(heartbeat),
-        listener,
+        dure_chassis::service::Listen::tcp(listener),
         async {
             let _ = stopped.await;
         },

@@ -81,8 +81,7 @@ pub async fn sign_up(
         .outbox
         .append(&mut tx, &events::registered(&record))
         .await?;
-    tx.commit().await?;
-    identity.outbox.committed();
+    identity.outbox.commit(tx).await?;
     tracing::info!(user_id = %record.id, "account created");
     Ok((StatusCode::CREATED, axum::Json(record.into())))
 }
@@ -186,8 +185,7 @@ pub async fn update_me(
             .append(&mut tx, &events::updated(&user))
             .await?;
     }
-    tx.commit().await?;
-    identity.outbox.committed();
+    identity.outbox.commit(tx).await?;
     Ok(axum::Json(user.into()))
 }
 
@@ -206,8 +204,7 @@ pub async fn delete_me(
     users::delete(&mut tx, &user.id).await?;
     let deleted = events::deleted(&user, identity.access_token_ttl);
     identity.outbox.append(&mut tx, &deleted).await?;
-    tx.commit().await?;
-    identity.outbox.committed();
+    identity.outbox.commit(tx).await?;
     tracing::info!(user_id = %user.id, "account deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,4 +1,4 @@
-//! identity's public HTTP API (CONTRACT.md, "identity").
+//! identity's public HTTP API (docs/api.md, "identity").
 //!
 //! - [`account`]: sign-up, the caller's own account, public profiles.
 //! - [`session`]: login, token refresh, logout, and the JWKS.

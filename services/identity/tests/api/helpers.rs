@@ -4,9 +4,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dure_chassis::config::DatabaseUrl;
+use dure_chassis::service::{Config, Listen};
 pub use dure_chassis::testing::Backend;
 use dure_chassis::testing::TestDatabase;
-use dure_identity::Config;
+use dure_identity::Settings;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ pub struct TestApp {
     pub address: SocketAddr,
     pub client: Client,
     pub database_url: String,
-    config: Config,
+    config: Config<Settings>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _database: TestDatabase,
@@ -26,12 +27,16 @@ pub async fn spawn_app(backend: &Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }
 
-pub async fn spawn_app_with(backend: &Backend, customise: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn spawn_app_with(backend: &Backend, customise: impl FnOnce(&mut Settings)) -> TestApp {
     dure_chassis::telemetry::init_test_logging();
     let database = TestDatabase::create(backend, "identity").await;
     let database_url = database.url.clone();
-    let mut config = Config::for_database(database_url.parse::<DatabaseUrl>().unwrap());
-    customise(&mut config);
+    let mut config = Config::new(
+        database_url.parse::<DatabaseUrl>().unwrap(),
+        None,
+        Settings::default(),
+    );
+    customise(&mut config.own);
     let mut app = TestApp {
         address: "127.0.0.1:0".parse().unwrap(),
         client: Client::new(),
@@ -51,9 +56,13 @@ impl TestApp {
         self.address = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let config = self.config.clone();
-        self.server = Some(tokio::spawn(dure_identity::run(config, listener, async {
+        self.server = Some(tokio::spawn(dure_chassis::service::run::<
+            dure_identity::Identity,
+        >(
+            config, Listen::tcp(listener), async {
             let _ = stop_rx.await;
-        })));
+        }
+        )));
         self.stop = Some(stop_tx);
         // Ready once /readyz answers.
         for _ in 0..200 {

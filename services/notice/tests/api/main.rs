@@ -18,10 +18,12 @@ struct TestApp {
 async fn spawn_app(backend: &Backend) -> TestApp {
     let database = TestDatabase::create(backend, "notice").await;
     let issuer = TokenIssuer::start().await;
-    let config = dure_notice::Config::new(database.url.parse().unwrap(), issuer.jwks_url.clone());
-    let server =
-        TestServer::spawn(move |listener, shutdown| dure_notice::run(config, listener, shutdown))
-            .await;
+    let config = dure_chassis::service::Config::new(
+        database.url.parse().unwrap(),
+        Some(issuer.jwks_url.clone()),
+        (),
+    );
+    let server = TestServer::service::<dure_notice::Notices>(config).await;
     TestApp {
         server,
         client: Client::new(),

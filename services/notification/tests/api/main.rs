@@ -5,11 +5,12 @@
 use dure_chassis::auth::{Revocations, Role};
 use dure_chassis::db::Db;
 use dure_chassis::events::Handler;
+use dure_chassis::service::Config;
 use dure_chassis::testing::{
     Backend, TestDatabase, TestServer, TestUser, TokenIssuer, assert_problem,
 };
 use dure_contracts::events::{CommentAdded, Envelope, NoticePublished, Payload, UserDeleted};
-use dure_notification::events::NotificationEvents;
+use dure_notification::handlers::NotificationEvents;
 use reqwest::Client;
 use serde_json::Value;
 use std::sync::Arc;
@@ -27,11 +28,8 @@ async fn spawn_app(backend: &Backend) -> TestApp {
     let database = TestDatabase::create(backend, "notification").await;
     let issuer = TokenIssuer::start().await;
     let url: dure_chassis::config::DatabaseUrl = database.url.parse().unwrap();
-    let config = dure_notification::Config::new(url.clone(), issuer.jwks_url.clone());
-    let server = TestServer::spawn(move |listener, shutdown| {
-        dure_notification::run(config, listener, shutdown)
-    })
-    .await;
+    let config = Config::new(url.clone(), Some(issuer.jwks_url.clone()), ());
+    let server = TestServer::service::<dure_notification::Notifications>(config).await;
     let db = Db::connect(&url, &dure_notification::MIGRATIONS)
         .await
         .unwrap();

@@ -1,7 +1,7 @@
 //! `/api/postings/{id}/comments`.
 
 use super::{author_or_admin, not_found_unless_uuid};
-use crate::Posting;
+use crate::Board;
 use crate::store::{self, Author, Comment};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -38,7 +38,7 @@ fn no_posting() -> ApiError {
     responses((status = 200, body = CommentPage),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
-    State(service): State<Posting>,
+    State(service): State<Board>,
     Path(id): Path<String>,
     Query(page): Query<PageQuery>,
 ) -> Result<axum::Json<CommentPage>, ApiError> {
@@ -63,7 +63,7 @@ pub async fn list(
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
-    State(service): State<Posting>,
+    State(service): State<Board>,
     claims: Claims,
     Path(id): Path<String>,
     Json(new): Json<NewComment>,
@@ -95,7 +95,7 @@ pub async fn create(
               (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete(
-    State(service): State<Posting>,
+    State(service): State<Board>,
     claims: Claims,
     Path((id, comment_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {

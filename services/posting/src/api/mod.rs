@@ -1,4 +1,4 @@
-//! posting's public HTTP API (CONTRACT.md, "posting").
+//! posting's public HTTP API (docs/api.md, "posting").
 //!
 //! - [`postings`]: the board: list, read, write, edit, delete.
 //! - [`comments`]: comments under a posting.
@@ -6,7 +6,7 @@
 pub mod comments;
 pub mod postings;
 
-use crate::Posting;
+use crate::Board;
 use dure_chassis::ApiError;
 use dure_chassis::auth::{Claims, Role};
 use dure_contracts::Problem;
@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 )]
 struct ApiDoc;
 
-pub fn router() -> OpenApiRouter<Posting> {
+pub fn router() -> OpenApiRouter<Board> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(postings::list, postings::create))
         .routes(routes!(postings::read, postings::update, postings::delete))

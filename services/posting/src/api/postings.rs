@@ -1,7 +1,7 @@
 //! `/api/postings` and `/api/postings/{id}`.
 
 use super::{author_or_admin, not_found_unless_uuid};
-use crate::Posting;
+use crate::Board;
 use crate::store::{self, Author, Posting as PostingBody};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -53,7 +53,7 @@ pub struct PostingChanges {
     responses((status = 200, body = PostingPage),
               (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
-    State(service): State<Posting>,
+    State(service): State<Board>,
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<PostingPage>, ApiError> {
     let page = PageQuery {
@@ -81,7 +81,7 @@ pub async fn list(
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
-    State(service): State<Posting>,
+    State(service): State<Board>,
     claims: Claims,
     Json(new): Json<NewPosting>,
 ) -> Result<(StatusCode, axum::Json<PostingBody>), ApiError> {
@@ -114,7 +114,7 @@ pub async fn create(
     responses((status = 200, body = PostingBody),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn read(
-    State(service): State<Posting>,
+    State(service): State<Board>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<PostingBody>, ApiError> {
     not_found_unless_uuid(&id, "posting")?;
@@ -132,7 +132,7 @@ pub async fn read(
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn update(
-    State(service): State<Posting>,
+    State(service): State<Board>,
     claims: Claims,
     Path(id): Path<String>,
     Json(changes): Json<PostingChanges>,
@@ -165,7 +165,7 @@ pub async fn update(
               (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete(
-    State(service): State<Posting>,
+    State(service): State<Board>,
     claims: Claims,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {

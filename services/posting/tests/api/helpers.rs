@@ -15,10 +15,12 @@ pub struct TestApp {
 pub async fn spawn_app(backend: &Backend) -> TestApp {
     let database = TestDatabase::create(backend, "posting").await;
     let issuer = TokenIssuer::start().await;
-    let config = dure_posting::Config::new(database.url.parse().unwrap(), issuer.jwks_url.clone());
-    let server =
-        TestServer::spawn(move |listener, shutdown| dure_posting::run(config, listener, shutdown))
-            .await;
+    let config = dure_chassis::service::Config::new(
+        database.url.parse().unwrap(),
+        Some(issuer.jwks_url.clone()),
+        (),
+    );
+    let server = TestServer::service::<dure_posting::Board>(config).await;
     TestApp {
         server,
         client: Client::new(),

@@ -1,5 +1,14 @@
-//! Calling another service directly: discovery, resilience and propagation
-//! in one client.
+//! Calling other services: the transport every service-to-service call
+//! goes through, and a client per service with discovery, resilience and
+//! propagation on top.
+//!
+//! # Layout
+//! - [`client`]: [`Client`], an HTTP client for `http://` addresses and for
+//!   `local://` ones (services of this process); discovery, token keys and
+//!   event feeds all travel through it.
+//! - [`local`]: the services of this process, bound by name and called as
+//!   tower services without a socket (the single-process topology).
+//! - [`Peer`] (here): one other service, found through discovery.
 //!
 //! A [`Peer`] stands for one service. Each call goes through that service's
 //! bulkhead (refused at once when full) and circuit breaker (refused at once
@@ -7,6 +16,11 @@
 //! timeout and the caller's `X-Request-Id`. A GET whose connection fails or
 //! that is answered 502/503/504 is retried once on another instance, after a
 //! jittered pause and only within the retry budget.
+
+pub mod client;
+pub mod local;
+
+pub use client::{Client, Error as CallError, Response};
 
 use crate::discovery::Directory;
 use crate::resilience::{Breaker, BreakerSettings, Bulkhead, Ejection, Outcome, RetryBudget};
@@ -57,7 +71,7 @@ pub enum PeerError {
 pub struct Peer {
     service: String,
     directory: Directory,
-    client: reqwest::Client,
+    client: Client,
     settings: PeerSettings,
     breaker: Breaker,
     bulkhead: Bulkhead,
@@ -71,10 +85,7 @@ impl Peer {
         Self {
             breaker: Breaker::new(format!("peer:{service}"), settings.breaker),
             bulkhead: Bulkhead::new(format!("peer:{service}"), settings.max_concurrent),
-            client: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .build()
-                .expect("a plain HTTP client always builds"),
+            client: Client::new(settings.timeout),
             budget: RetryBudget::default(),
             ejections: Mutex::new(HashMap::new()),
             directory,
@@ -117,11 +128,7 @@ impl Peer {
     }
 
     /// `GET path` on an instance of the service.
-    pub async fn get(
-        &self,
-        path: &str,
-        request_id: Option<&str>,
-    ) -> Result<reqwest::Response, PeerError> {
+    pub async fn get(&self, path: &str, request_id: Option<&str>) -> Result<Response, PeerError> {
         let Some(_slot) = self.bulkhead.try_enter() else {
             return Err(PeerError::Busy(self.service.clone()));
         };
@@ -146,7 +153,7 @@ impl Peer {
         &self,
         path: &str,
         request_id: Option<&str>,
-    ) -> Result<reqwest::Response, PeerError> {
+    ) -> Result<Response, PeerError> {
         let (first_id, first) = self
             .pick(None)
             .ok_or_else(|| PeerError::NoInstance(self.service.clone()))?;
@@ -176,11 +183,10 @@ impl Peer {
         address: &str,
         path: &str,
         request_id: Option<&str>,
-    ) -> Result<reqwest::Response, PeerError> {
+    ) -> Result<Response, PeerError> {
         let mut request = self
             .client
-            .get(format!("{}{path}", address.trim_end_matches('/')))
-            .timeout(self.settings.timeout);
+            .get(format!("{}{path}", address.trim_end_matches('/')));
         if let Some(id) = request_id {
             request = request.header("x-request-id", id);
         }
@@ -196,7 +202,7 @@ impl Peer {
         } else {
             tracing::Span::none()
         };
-        let mut traced = reqwest::header::HeaderMap::new();
+        let mut traced = axum::http::HeaderMap::new();
         trace::inject_headers(&span, &mut traced);
         request = request.headers(traced);
         let started = Instant::now();
