@@ -37,7 +37,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             // An instance inside another process (`dure up --single-process`)
             // cannot be asked from here; its current lease says its process
             // heartbeats, and that process checks its readiness.
-            let health = if dure_chassis::peer::local::name_of(&instance.address).is_some() {
+            let health = if dure_chassis::local::name_of(&instance.address).is_some() {
                 "leased"
             } else if client
                 .get(format!("{}/readyz", instance.address))

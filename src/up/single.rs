@@ -5,15 +5,16 @@
 //! and outbox, registers with the registry and finds the others through it,
 //! and is called over the same HTTP layers — only as `local://<name>`, a
 //! router called as a tower service, never through a socket (see
-//! `dure_chassis::peer::local`). The registry also answers on its port (for
+//! `dure_chassis::local`). The registry also answers on its port (for
 //! `dure status` and its page) and the gateway on its own, with the same API
 //! as in the multi-process topology.
 
 use super::{START_TIMEOUT, database_of, ensure_free, secrets};
 use crate::cli::UpArgs;
 use anyhow::Context;
+use dure_chassis::client::Client;
 use dure_chassis::config::ConfigFile;
-use dure_chassis::peer::{Client, local};
+use dure_chassis::local;
 use dure_chassis::service::{self, Listen, Service};
 use dure_chassis::telemetry::{self, LogFormat};
 use std::process::ExitCode;

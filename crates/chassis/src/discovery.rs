@@ -15,10 +15,10 @@
 //! For static and DNS peers the public routes a service owns are read from
 //! its `/internal/descriptor`; registered instances carry them in metadata.
 
+use crate::client::Client;
 use crate::config::{ConfigError, ConfigFile, parse_duration};
 use crate::http::Readiness;
-use crate::peer::Client;
-use crate::peer::local;
+use crate::local;
 use dure_contracts::registry::{
     Catalog, Descriptor, INDEX_HEADER, Instance, LeaseGranted, ROUTES_KEY, Registration,
     ServiceInstances,

@@ -171,6 +171,7 @@ pub fn problem_response(problem: Problem) -> Response {
 /// `uniques` lists `(field, postgres constraint name, sqlite "table.column")`:
 /// Postgres reports the constraint, SQLite the column, and both mean the same
 /// rule. Any other database error becomes a 500.
+#[cfg(feature = "storage")]
 pub fn conflict_or_internal(err: sqlx::Error, uniques: &[(&str, &str, &str)]) -> ApiError {
     if let sqlx::Error::Database(db) = &err
         && db.is_unique_violation()
@@ -188,6 +189,7 @@ pub fn conflict_or_internal(err: sqlx::Error, uniques: &[(&str, &str, &str)]) ->
     ApiError::Internal(err.into())
 }
 
+#[cfg(feature = "storage")]
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         conflict_or_internal(err, &[])

@@ -6,8 +6,11 @@
 //!
 //! # Layout
 //! - [`config`]: layered typed settings (defaults < `dure.toml` < env < flags).
-//! - [`service`]: the settings every service process shares (listen address,
-//!   database, data dir, log format, shutdown grace, trusted proxies).
+//! - [`service`] (feature `storage`): the service shape — the [`Service`](service::Service)
+//!   trait a domain service implements and `run`, which starts any service
+//!   in any topology.
+//! - [`serving`]: what every process shares: its flags, where it listens
+//!   (a port or a name in this process), serving while registered.
 //! - [`telemetry`]: log subscriber (text or JSON), OpenTelemetry trace export
 //!   and `traceparent` propagation, and the Prometheus recorder.
 //! - [`process`]: the `main` of a service process: runtime, start, flush.
@@ -18,7 +21,12 @@
 //!   (registry watch, static peers, DNS).
 //! - [`events`]: transactional outbox, sequenced feed, idempotent consumers.
 //! - [`resilience`]: circuit breaker, bulkhead, outlier ejection, retry budget.
-//! - [`peer`]: calling another service: discovery + resilience + request id.
+//! - [`client`]: the HTTP client of every call between services, to
+//!   `http://` addresses and to `local://` ones.
+//! - [`local`]: routers of this process, bound by name and called as tower
+//!   services without a socket (the single-process topology).
+//! - [`peer`]: calling another service by name: discovery + resilience +
+//!   request id, over [`client`].
 //! - [`db`]: SQLite/Postgres pool with per-backend migrations.
 //! - [`auth`]: access-token verification against identity's keys; `Claims`.
 //! - [`pagination`]: keyset pagination with opaque cursors.
@@ -29,18 +37,24 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod client;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "storage")]
 pub mod db;
 pub mod discovery;
 pub mod error;
+#[cfg(feature = "storage")]
 pub mod events;
 pub mod http;
+pub mod local;
 pub mod pagination;
 pub mod peer;
 pub mod process;
 pub mod resilience;
+#[cfg(feature = "storage")]
 pub mod service;
+pub mod serving;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

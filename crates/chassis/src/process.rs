@@ -7,8 +7,7 @@
 //! [`start`] turns logging and trace export on and binds the listener;
 //! [`finish`] flushes the traces once the service has stopped.
 
-use crate::config::ConfigFile;
-use crate::http::shutdown_signal;
+#[cfg(feature = "storage")]
 use crate::service::{self, Args, Listen, Service};
 use crate::telemetry::{self, LogFormat, Tracing};
 use anyhow::Context as _;
@@ -26,6 +25,7 @@ pub enum Runtime {
     CurrentThread,
 }
 
+#[cfg(feature = "storage")]
 /// The `main` of the binary that runs service `S` alone (`dure-posting`, …):
 /// the same flags and `DURE_*` variables as `dure run <service>`.
 pub fn service_main<S: Service>() -> ExitCode {
@@ -48,11 +48,17 @@ pub fn service_main<S: Service>() -> ExitCode {
 
 /// Service `S` alone in this process on its own port, until SIGTERM or
 /// ctrl-c.
+#[cfg(feature = "storage")]
 pub async fn run_alone<S: Service>(args: Args<S::Args>) -> anyhow::Result<ExitCode> {
-    let config = args.resolve::<S>(&ConfigFile::load(S::NAME)?)?;
+    let config = args.resolve::<S>(&crate::config::ConfigFile::load(S::NAME)?)?;
     let (listener, tracing) =
         start(S::NAME, config.service.log_format, config.service.listen).await?;
-    service::run::<S>(config, Listen::tcp(listener), shutdown_signal()).await?;
+    service::run::<S>(
+        config,
+        Listen::tcp(listener),
+        crate::http::shutdown_signal(),
+    )
+    .await?;
     finish(tracing).await
 }
 

@@ -42,7 +42,7 @@ use dure_chassis::config::{ConfigError, ConfigFile, parse_duration};
 use dure_chassis::discovery::{Directory, DiscoveryArgs, DiscoverySettings};
 use dure_chassis::http::{IpNet, RouteLabel, ServiceApp, TrustedProxies};
 use dure_chassis::resilience::{Breaker, BreakerSettings, Bulkhead, Outcome, RetryBudget};
-use dure_chassis::service::{ServiceArgs, ServiceSettings};
+use dure_chassis::serving::{ServiceArgs, ServiceSettings};
 use dure_contracts::registry::Descriptor;
 use rate_limit::{Limit, RateLimiter};
 use std::collections::HashMap;
@@ -297,7 +297,7 @@ pub struct Shared {
     /// changes.
     guards: std::sync::Mutex<HashMap<String, Arc<ServiceGuard>>>,
     retry_budget: RetryBudget,
-    http: dure_chassis::peer::Client,
+    http: dure_chassis::client::Client,
     upstreams: RwLock<Arc<Upstreams>>,
     verifier: TokenVerifier,
     limiter: RateLimiter,
@@ -349,7 +349,7 @@ impl Gateway {
                 retry_budget: RetryBudget::default(),
                 verifier: TokenVerifier::from_discovery(directory.clone(), IDENTITY),
                 config,
-                http: dure_chassis::peer::Client::default(),
+                http: dure_chassis::client::Client::default(),
                 upstreams: RwLock::new(Arc::new(Upstreams::default())),
                 limiter,
                 openapi_cache: tokio::sync::Mutex::new(None),
@@ -584,7 +584,7 @@ pub async fn run(
     };
     let grace = config.service.shutdown_grace;
     let own = gateway.clone();
-    dure_chassis::service::serve_with(
+    dure_chassis::serving::serve_with(
         descriptor(),
         &config.discovery,
         gateway.service_app(),

@@ -17,7 +17,7 @@ use axum::http::Method;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::uri::PathAndQuery;
 use axum::response::Response;
-use dure_chassis::peer::local;
+use dure_chassis::local;
 use dure_chassis::telemetry::trace::ClientSpan;
 use http_body_util::Limited;
 use std::net::IpAddr;

@@ -64,7 +64,7 @@ impl Endpoint {
             instance_id: instance_id.to_owned(),
             span_attributes,
             duration: metrics::histogram!("gateway_upstream_duration_seconds", "service" => service.to_owned()),
-            in_process: dure_chassis::peer::local::name_of(&address).map(str::to_owned),
+            in_process: dure_chassis::local::name_of(&address).map(str::to_owned),
             address,
             in_flight: AtomicUsize::new(0),
             ejection: Ejection::default(),

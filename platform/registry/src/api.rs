@@ -175,7 +175,7 @@ fn validate(registration: &Registration) -> Result<(), ApiError> {
     let address = &registration.address;
     // local:// names an instance inside the registry's own process
     // (single-process topology).
-    let scheme_ok = ["http://", "https://", dure_chassis::peer::local::SCHEME]
+    let scheme_ok = ["http://", "https://", dure_chassis::local::SCHEME]
         .iter()
         .any(|scheme| address.starts_with(scheme));
     if !scheme_ok

@@ -23,7 +23,7 @@ use anyhow::Context;
 use axum::Router;
 use dure_chassis::config::{ConfigError, ConfigFile, parse_duration};
 use dure_chassis::http::ServiceApp;
-use dure_chassis::service::{Listen, ServiceArgs, ServiceSettings};
+use dure_chassis::serving::{Listen, ServiceArgs, ServiceSettings};
 use leases::Leases;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         .await?;
         dure_registry::run(
             config,
-            dure_chassis::service::Listen::tcp(listener),
+            dure_chassis::serving::Listen::tcp(listener),
             shutdown_signal(),
         )
         .await?;

@@ -16,10 +16,10 @@
 pub mod api;
 pub mod store;
 
-use dure_chassis::auth::Revocations;
+use dure_chassis::auth::{Revocations, RevokeDeletedUsers};
 use dure_chassis::config::{ConfigError, ConfigFile};
 use dure_chassis::db::{Db, Migrations};
-use dure_chassis::events::{Outbox, RevokeDeletedUsers};
+use dure_chassis::events::Outbox;
 use dure_chassis::service::{Base, NoArgs, Service, Subscription};
 use dure_contracts::events::{NoticePublished, Payload};
 use std::sync::Arc;

@@ -63,7 +63,7 @@ impl Consumer {
         if let Some(context) = self.nats.clone() {
             return self.run_nats(context).await;
         }
-        let client = crate::peer::Client::new(Duration::from_secs(40));
+        let client = crate::client::Client::new(Duration::from_secs(40));
         let mut retry = Duration::from_millis(100);
         loop {
             match self.poll(&client).await {
@@ -87,7 +87,7 @@ impl Consumer {
     }
 
     /// One long poll and the handling of what it brought.
-    async fn poll(&self, client: &crate::peer::Client) -> anyhow::Result<()> {
+    async fn poll(&self, client: &crate::client::Client) -> anyhow::Result<()> {
         let instances = self.directory.instances(&self.producer);
         anyhow::ensure!(!instances.is_empty(), "no instance of {}", self.producer);
         let instance = &instances[rand_index(instances.len())];
@@ -300,27 +300,4 @@ async fn advance(tx: &mut Tx, producer: &str, position: i64) -> anyhow::Result<(
 
 fn rand_index(len: usize) -> usize {
     rand::Rng::gen_range(&mut rand::thread_rng(), 0..len.max(1))
-}
-
-/// The handler every service that checks tokens needs: `user.deleted` voids
-/// the user's remaining access tokens here too.
-pub struct RevokeDeletedUsers(pub crate::auth::Revocations);
-
-impl Handler for RevokeDeletedUsers {
-    fn wants(&self, event_type: &str) -> bool {
-        event_type == <dure_contracts::events::UserDeleted as dure_contracts::events::Payload>::TYPE
-    }
-
-    fn handle<'a>(
-        &'a self,
-        tx: &'a mut Tx,
-        event: &'a Envelope,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            let deleted: dure_contracts::events::UserDeleted = event.payload()?;
-            self.0
-                .revoke(tx, &deleted.user_id, &deleted.tokens_valid_until)
-                .await
-        })
-    }
 }

@@ -30,7 +30,7 @@ pub mod consumer;
 pub mod nats;
 pub mod outbox;
 
-pub use consumer::{Consumer, DEFAULT_MAX_ATTEMPTS, Handler, RevokeDeletedUsers};
+pub use consumer::{Consumer, DEFAULT_MAX_ATTEMPTS, Handler};
 pub use outbox::Outbox;
 
 use crate::config::{ConfigError, ConfigFile};
@@ -131,10 +131,6 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     error      TEXT NOT NULL,
     attempts   INTEGER NOT NULL,
     failed_at  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS revoked_users (
-    user_id TEXT PRIMARY KEY,
-    until   TEXT NOT NULL
 )";
 
 const POSTGRES: &str = r#"
@@ -166,8 +162,4 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     error      TEXT NOT NULL,
     attempts   BIGINT NOT NULL,
     failed_at  TEXT COLLATE "C" NOT NULL
-);
-CREATE TABLE IF NOT EXISTS revoked_users (
-    user_id TEXT COLLATE "C" PRIMARY KEY,
-    until   TEXT COLLATE "C" NOT NULL
 )"#;

@@ -52,6 +52,8 @@ pub struct ServiceApp {
     registered: Option<watch::Receiver<bool>>,
     body_limit: usize,
     trusted_proxies: TrustedProxies,
+    /// Run before `/metrics` renders, to bring gauges up to date.
+    scrape: Vec<fn()>,
 }
 
 impl ServiceApp {
@@ -64,7 +66,14 @@ impl ServiceApp {
             registered: None,
             body_limit: DEFAULT_BODY_LIMIT,
             trusted_proxies: TrustedProxies::default(),
+            scrape: Vec::new(),
         }
+    }
+
+    /// Calls `update` before each `/metrics` answer (e.g. pool gauges).
+    pub fn on_scrape(mut self, update: fn()) -> Self {
+        self.scrape.push(update);
+        self
     }
 
     /// The document served at `/openapi.json`.
@@ -138,7 +147,13 @@ impl ServiceApp {
                 async move { ready(readiness, registered).await }
             }),
         )
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(move || {
+                let scrape = self.scrape.clone();
+                async move { metrics(&scrape) }
+            }),
+        )
         .route(
             "/openapi.json",
             get(move || {
@@ -173,9 +188,11 @@ async fn ready(
     }
 }
 
-async fn metrics() -> Response {
+fn metrics(scrape: &[fn()]) -> Response {
     crate::telemetry::record_process_metrics();
-    crate::db::record_pool_metrics();
+    for update in scrape {
+        update();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::telemetry::prometheus().render(),

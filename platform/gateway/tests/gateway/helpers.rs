@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::routing::get;
 use dure_chassis::discovery::{DiscoverySettings, Source};
 use dure_chassis::http::ServiceApp;
-use dure_chassis::service::{Listen, ServiceSettings};
+use dure_chassis::serving::{Listen, ServiceSettings};
 use dure_contracts::registry::{Catalog, Descriptor};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -198,7 +198,7 @@ pub async fn start_upstream(registry: &str, instance: &str) -> Upstream {
                 .map(str::to_owned)
                 .to_vec(),
             };
-            dure_chassis::service::serve(
+            dure_chassis::serving::serve(
                 descriptor,
                 &ServiceSettings::local(),
                 &discovery,

@@ -17,7 +17,7 @@ async fn start(heartbeat: Duration) -> Registry {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(dure_registry::run(
         dure_registry::Config::new(heartbeat),
-        dure_chassis::service::Listen::tcp(listener),
+        dure_chassis::serving::Listen::tcp(listener),
         async {
             let _ = stopped.await;
         },

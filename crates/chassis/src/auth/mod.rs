@@ -10,6 +10,15 @@
 //!
 //! Handlers take [`Claims`] as an extractor; the verifier must be in the
 //! request extensions (`Extension(Arc<TokenVerifier>)`).
+//!
+//! [`revocations`]: the users deleted since their tokens were issued, whose
+//! tokens every service refuses.
+
+pub mod revocations;
+
+pub use revocations::Revocations;
+#[cfg(feature = "storage")]
+pub use revocations::RevokeDeletedUsers;
 
 use crate::discovery::Directory;
 use crate::error::ApiError;
@@ -119,7 +128,7 @@ enum KeySource {
     /// identity's JWKS, fetched over HTTP.
     Jwks {
         url: JwksLocation,
-        client: crate::peer::Client,
+        client: crate::client::Client,
         last_fetch: Mutex<Option<Instant>>,
     },
 }
@@ -213,7 +222,7 @@ impl TokenVerifier {
     }
 
     fn from_location(url: JwksLocation) -> Self {
-        let client = crate::peer::Client::new(Duration::from_secs(5));
+        let client = crate::client::Client::new(Duration::from_secs(5));
         Self {
             keys: RwLock::new(HashMap::new()),
             revocations: None,
@@ -309,7 +318,7 @@ impl TokenVerifier {
 }
 
 async fn fetch_jwks(
-    client: &crate::peer::Client,
+    client: &crate::client::Client,
     url: &str,
 ) -> anyhow::Result<HashMap<String, DecodingKey>> {
     let jwks: Jwks = client.get(url).send().await?.error_for_status()?.json()?;
@@ -454,63 +463,5 @@ mod tests {
                 .await
                 .is_err()
         );
-    }
-}
-
-/// Users whose tokens must be refused although they have not expired (their
-/// account was deleted). Kept in the service's own database, fed by
-/// `user.deleted` events, and held in memory for the check on each request.
-#[derive(Debug, Clone, Default)]
-pub struct Revocations {
-    until: Arc<RwLock<HashMap<String, time::OffsetDateTime>>>,
-}
-
-impl Revocations {
-    /// Loads the revocations that still matter.
-    pub async fn load(db: &crate::db::Db) -> anyhow::Result<Self> {
-        let now = crate::clock::now();
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT user_id, until FROM revoked_users WHERE until > $1")
-                .bind(now)
-                .fetch_all(db.pool())
-                .await?;
-        let until = rows
-            .into_iter()
-            .filter_map(|(user, until)| Some((user, crate::clock::parse(&until)?)))
-            .collect();
-        Ok(Self {
-            until: Arc::new(RwLock::new(until)),
-        })
-    }
-
-    /// Records in `tx` that `user_id`'s tokens are void until `until`.
-    pub async fn revoke(
-        &self,
-        tx: &mut crate::db::Tx,
-        user_id: &str,
-        until: &str,
-    ) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO revoked_users (user_id, until) VALUES ($1, $2) \
-             ON CONFLICT (user_id) DO UPDATE SET until = excluded.until",
-        )
-        .bind(user_id)
-        .bind(until)
-        .execute(&mut **tx)
-        .await?;
-        if let (Ok(mut map), Some(at)) = (self.until.write(), crate::clock::parse(until)) {
-            map.insert(user_id.to_owned(), at);
-        }
-        Ok(())
-    }
-
-    pub fn is_revoked(&self, user_id: &str) -> bool {
-        self.until
-            .read()
-            .map(|map| {
-                map.get(user_id)
-                    .is_some_and(|until| *until > time::OffsetDateTime::now_utc())
-            })
-            .unwrap_or(false)
     }
 }

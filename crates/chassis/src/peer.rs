@@ -1,14 +1,6 @@
-//! Calling other services: the transport every service-to-service call
-//! goes through, and a client per service with discovery, resilience and
-//! propagation on top.
-//!
-//! # Layout
-//! - [`client`]: [`Client`], an HTTP client for `http://` addresses and for
-//!   `local://` ones (services of this process); discovery, token keys and
-//!   event feeds all travel through it.
-//! - [`local`]: the services of this process, bound by name and called as
-//!   tower services without a socket (the single-process topology).
-//! - [`Peer`] (here): one other service, found through discovery.
+//! Calling another service by name: discovery, resilience and propagation
+//! on top of [`Client`](crate::client::Client), the client every call
+//! between services goes through.
 //!
 //! A [`Peer`] stands for one service. Each call goes through that service's
 //! bulkhead (refused at once when full) and circuit breaker (refused at once
@@ -17,11 +9,7 @@
 //! that is answered 502/503/504 is retried once on another instance, after a
 //! jittered pause and only within the retry budget.
 
-pub mod client;
-pub mod local;
-
-pub use client::{Client, Error as CallError, Response};
-
+use crate::client::{Client, Response};
 use crate::discovery::Directory;
 use crate::resilience::{Breaker, BreakerSettings, Bulkhead, Ejection, Outcome, RetryBudget};
 use crate::telemetry::trace;

@@ -3,7 +3,7 @@
 //! process for `local://…` (see [`super::local`]). Responses are read whole:
 //! these calls carry small JSON documents (catalogs, keys, feed pages).
 
-use super::local;
+use crate::local;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
