@@ -9,7 +9,8 @@
 //! - [`service`]: the settings every service process shares (listen address,
 //!   database, data dir, log format, shutdown grace, trusted proxies).
 //! - [`telemetry`]: log subscriber (text or JSON), OpenTelemetry trace export
-//!   and `traceparent` propagation, and the Prometheus recorder.
+//!   and `traceparent` propagation, and the Prometheus recorder; re-exported
+//!   from the dure-telemetry crate.
 //! - [`process`]: the `main` of a service process: runtime, start, flush.
 //! - [`http`]: the standard endpoints and layers, and `serve(listener, app,
 //!   shutdown, grace)` with graceful shutdown.
@@ -41,8 +42,8 @@ pub mod peer;
 pub mod process;
 pub mod resilience;
 pub mod service;
-pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use dure_telemetry as telemetry;
 pub use error::ApiError;
