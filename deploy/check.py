@@ -63,7 +63,7 @@ COMPOSE_SCHEMA = DEPLOY / "compose-spec.json"
 
 # Read by the process though no flag declares them: the log filter and the
 # standard OpenTelemetry variables the chassis's trace export reads
-# (crates/chassis/src/telemetry/otlp/settings.rs).
+# (crates/telemetry/src/otlp/settings.rs).
 EXTRA_ENV = {
     "RUST_LOG",
     "OTEL_SDK_DISABLED",

@@ -5,12 +5,18 @@
 mod support;
 
 use axum::extract::State;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use prost::Message;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::system::*;
 
-/// A span as an OTLP/JSON export carries it, with its process's service.
+/// A span as an OTLP export carries it, with its process's service; ids in
+/// hex, as OTLP/JSON writes them.
 #[derive(Debug, Clone)]
 struct ExportedSpan {
     service: String,
@@ -36,10 +42,12 @@ const CLIENT: i64 = 3;
 const PRODUCER: i64 = 4;
 const CONSUMER: i64 = 5;
 
-/// An OTLP/HTTP (JSON) trace receiver: collects every exported span.
+/// An OTLP/HTTP trace receiver, for protobuf and JSON as a collector is:
+/// collects every exported span, and the content type of each request.
 #[derive(Clone, Default)]
 struct Collector {
     spans: Arc<Mutex<Vec<ExportedSpan>>>,
+    content_types: Arc<Mutex<Vec<String>>>,
 }
 
 impl Collector {
@@ -57,13 +65,95 @@ impl Collector {
     fn spans(&self) -> Vec<ExportedSpan> {
         self.spans.lock().unwrap().clone()
     }
+
+    fn content_types(&self) -> Vec<String> {
+        self.content_types.lock().unwrap().clone()
+    }
 }
 
 async fn receive(
     State(collector): State<Collector>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> ([(&'static str, &'static str); 1], &'static str) {
-    let request: Value = serde_json::from_slice(&body).expect("an OTLP/JSON export");
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let content_type = headers
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    collector
+        .content_types
+        .lock()
+        .unwrap()
+        .push(content_type.clone());
+    // Answered in the request's own encoding, as the protocol says.
+    let (received, answer) = match content_type.as_str() {
+        "application/x-protobuf" => (
+            from_protobuf(&body),
+            ExportTraceServiceResponse::default().encode_to_vec(),
+        ),
+        "application/json" => (from_json(&body), b"{}".to_vec()),
+        other => {
+            return (
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("content type {other:?}"),
+            )
+                .into_response();
+        }
+    };
+    collector.spans.lock().unwrap().extend(received);
+    ([("content-type", content_type)], answer).into_response()
+}
+
+fn from_protobuf(body: &[u8]) -> Vec<ExportedSpan> {
+    let request = ExportTraceServiceRequest::decode(body).expect("an OTLP/protobuf export");
+    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    let mut received = Vec::new();
+    for resource in request.resource_spans {
+        let service = resource
+            .resource
+            .map(|resource| proto_attributes(resource.attributes))
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(k, _)| k == "service.name")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        for scope in resource.scope_spans {
+            for span in scope.spans {
+                received.push(ExportedSpan {
+                    service: service.clone(),
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    name: span.name,
+                    kind: span.kind.into(),
+                    attributes: proto_attributes(span.attributes),
+                });
+            }
+        }
+    }
+    received
+}
+
+/// OTLP key-values, values as text whatever their type.
+fn proto_attributes(list: Vec<KeyValue>) -> Vec<(String, String)> {
+    list.into_iter()
+        .map(|kv| {
+            let value = match kv.value.and_then(|value| value.value) {
+                Some(any_value::Value::StringValue(text)) => text,
+                Some(any_value::Value::IntValue(number)) => number.to_string(),
+                Some(any_value::Value::BoolValue(flag)) => flag.to_string(),
+                Some(any_value::Value::DoubleValue(number)) => number.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kv.key, value)
+        })
+        .collect()
+}
+
+fn from_json(body: &[u8]) -> Vec<ExportedSpan> {
+    let request: Value = serde_json::from_slice(body).expect("an OTLP/JSON export");
     let mut received = Vec::new();
     for resource in request["resourceSpans"].as_array().into_iter().flatten() {
         let service = attributes(&resource["resource"]["attributes"])
@@ -85,15 +175,14 @@ async fn receive(
             }
         }
     }
-    collector.spans.lock().unwrap().extend(received);
-    ([("content-type", "application/json")], "{}")
+    received
 }
 
 fn text(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
 }
 
-/// OTLP key-value lists, values as text whatever their type.
+/// OTLP/JSON key-value lists, values as text whatever their type.
 fn attributes(list: &Value) -> Vec<(String, String)> {
     list.as_array()
         .into_iter()
@@ -112,15 +201,28 @@ fn attributes(list: &Value) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_follows_a_comment_from_the_gateway_to_the_consumer() {
+    // No protocol set: the default, http/protobuf.
+    comment_trace_is_exported(None, "application/x-protobuf").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_follows_a_comment_over_http_json() {
+    comment_trace_is_exported(Some("http/json"), "application/json").await;
+}
+
+/// A comment made through the gateway is one trace across the processes,
+/// exported with `protocol` (the default when none) in requests of
+/// `content_type`, and the request's log line carries its trace id.
+async fn comment_trace_is_exported(protocol: Option<&str>, content_type: &str) {
     let (endpoint, collector) = Collector::start().await;
-    let mut system = System::start_with_env(
-        &["--log-format", "json"],
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ],
-    );
+    let mut env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    if let Some(protocol) = protocol {
+        env.push(("OTEL_EXPORTER_OTLP_PROTOCOL", protocol));
+    }
+    let mut system = System::start_with_env(&["--log-format", "json"], &env);
     let gateway = system.gateway.clone();
     let client = reqwest::Client::new();
     let ann = sign_up_and_login(&client, &gateway).await;
@@ -155,6 +257,11 @@ async fn one_trace_follows_a_comment_from_the_gateway_to_the_consumer() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         chain = comment_chain(&collector.spans());
     }
+    let content_types = collector.content_types();
+    assert!(
+        !content_types.is_empty() && content_types.iter().all(|t| t == content_type),
+        "export requests should all be {content_type}: {content_types:?}"
+    );
     let spans = collector.spans();
     assert!(
         chain.is_some(),

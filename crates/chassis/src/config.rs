@@ -184,6 +184,13 @@ impl Setting for String {
     }
 }
 
+// Here rather than beside the type: dure-telemetry knows nothing of settings.
+impl Setting for crate::telemetry::LogFormat {
+    fn parse_setting(text: &str) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
 impl Setting for Duration {
     fn parse_setting(text: &str) -> Result<Self, String> {
         parse_duration(text)

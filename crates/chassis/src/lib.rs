@@ -12,7 +12,8 @@
 //! - [`serving`]: what every process shares: its flags, where it listens
 //!   (a port or a name in this process), serving while registered.
 //! - [`telemetry`]: log subscriber (text or JSON), OpenTelemetry trace export
-//!   and `traceparent` propagation, and the Prometheus recorder.
+//!   and `traceparent` propagation, and the Prometheus recorder; re-exported
+//!   from the dure-telemetry crate.
 //! - [`process`]: the `main` of a service process: runtime, start, flush.
 //! - [`http`]: the standard endpoints and layers, and `serve(listener, app,
 //!   shutdown, grace)` with graceful shutdown.
@@ -55,8 +56,8 @@ pub mod resilience;
 #[cfg(feature = "storage")]
 pub mod service;
 pub mod serving;
-pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use dure_telemetry as telemetry;
 pub use error::ApiError;

@@ -465,6 +465,9 @@ pub fn json(origin: &Origin, spans: &[SpanRecord]) -> Vec<u8> {
 }
 
 #[cfg(test)]
+mod schema;
+
+#[cfg(test)]
 mod tests {
     use super::super::context::SpanContext;
     use super::super::record::{SharedAttributes, SpanKind};

@@ -212,6 +212,25 @@ impl Batcher {
             .collect()
     }
 
+    /// The protobuf bodies of export requests for everything queued, made
+    /// as the export thread makes them (tests decode them).
+    #[cfg(test)]
+    pub fn take_protobuf_requests(self: &Arc<Self>, origin: &Origin) -> Vec<Bytes> {
+        let mut requests = Vec::new();
+        loop {
+            // Full batches first; the part batch once none is left.
+            let (batches, _, _) = self.next(Duration::ZERO);
+            if batches.is_empty() {
+                return requests;
+            }
+            for batch in batches {
+                let (body, content_type) = export_body(self, origin, false, batch);
+                assert_eq!(content_type, "application/x-protobuf");
+                requests.push(body);
+            }
+        }
+    }
+
     /// Waits until a batch is full, `delay` has passed or the exporter is
     /// told to stop; returns the full batches (or, after the delay or at
     /// stop, everything queued), how many spans were dropped since the last
@@ -310,6 +329,29 @@ fn request_of_encoded(batcher: &Arc<Batcher>, origin: &Origin, mut bytes: Vec<u8
     })
 }
 
+/// The body of the export request for `batch`, and its content type.
+fn export_body(
+    batcher: &Arc<Batcher>,
+    origin: &Origin,
+    json: bool,
+    batch: Batch,
+) -> (Bytes, &'static str) {
+    match batch {
+        Batch::Records(records) if json => (
+            Bytes::from(encode::json(origin, &records)),
+            "application/json",
+        ),
+        Batch::Records(records) => (
+            Bytes::from(encode::protobuf(origin, &records)),
+            "application/x-protobuf",
+        ),
+        Batch::Encoded(bytes, _) => (
+            request_of_encoded(batcher, origin, bytes),
+            "application/x-protobuf",
+        ),
+    }
+}
+
 /// An export request being sent from its batch's buffer.
 struct Sending {
     bytes: Vec<u8>,
@@ -356,20 +398,7 @@ fn export_loop(batcher: &Arc<Batcher>, settings: &Settings, origin: &Origin) {
         }
         for batch in batches {
             let spans = batch.spans();
-            let (body, content_type) = match batch {
-                Batch::Records(records) if settings.json => (
-                    Bytes::from(encode::json(origin, &records)),
-                    "application/json",
-                ),
-                Batch::Records(records) => (
-                    Bytes::from(encode::protobuf(origin, &records)),
-                    "application/x-protobuf",
-                ),
-                Batch::Encoded(bytes, _) => (
-                    request_of_encoded(batcher, origin, bytes),
-                    "application/x-protobuf",
-                ),
-            };
+            let (body, content_type) = export_body(batcher, origin, settings.json, batch);
             let mut request = client
                 .post(&settings.endpoint)
                 .header("content-type", content_type)

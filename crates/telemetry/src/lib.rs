@@ -3,13 +3,23 @@
 //! Logs go to stderr through `tracing`: readable lines on a terminal, one JSON
 //! object per line otherwise (for `dure up`'s collector and log shippers),
 //! carrying `trace_id` and `span_id` when traces are exported. `RUST_LOG`
-//! chooses what is shown (default `info`). [`trace`] exports spans over
-//! OTLP/HTTP and carries `traceparent` across processes; the `spans` module
-//! is the layer that records `tracing` spans for export, `request` the
-//! request whose server span is recorded directly (decision record 8) and
-//! is current while the request is polled, and `otlp` the export itself
-//! (sampling, the batch queue, the OTLP encoding). Metrics go to a
-//! process-wide Prometheus recorder rendered by `/metrics`.
+//! chooses what is shown (default `info`). Traces are exported over
+//! OTLP/HTTP by our own exporter, without an OpenTelemetry SDK, and
+//! `traceparent` is carried across processes. Metrics go to a process-wide
+//! Prometheus recorder rendered by `/metrics`.
+//!
+//! # Layout
+//! - the crate root: the log subscriber ([`init`], [`LogFormat`]), the
+//!   process's resource, and the Prometheus recorder ([`prometheus`]).
+//! - [`trace`]: starting export, `traceparent` in and out, and the server
+//!   and client spans recorded straight into the export queue.
+//! - `spans`: the layer that records `tracing` spans for export.
+//! - `request`: the request whose server span is recorded directly
+//!   (decision record 8) and is current while the request is polled.
+//! - `otlp`: the export itself: span identity, sampling, the span record,
+//!   the `OTEL_*` settings, the OTLP encoding and the batch queue.
+
+#![forbid(unsafe_code)]
 
 mod otlp;
 mod request;
@@ -46,12 +56,6 @@ impl std::str::FromStr for LogFormat {
             "json" => Ok(Self::Json),
             _ => Err("one of auto, text, json".into()),
         }
-    }
-}
-
-impl crate::config::Setting for LogFormat {
-    fn parse_setting(text: &str) -> Result<Self, String> {
-        text.parse()
     }
 }
 
