@@ -211,25 +211,16 @@ impl<T: Setting> Setting for Vec<T> {
 /// Parses `500ms`, `30s`, `15m`, `2h`, `1d` (a bare number is seconds).
 /// Usable as a clap `value_parser`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    const EXPECTED: &str = "a duration such as 500ms, 30s, 15m or 2h";
+    const EXPECTED: &str = "a duration such as 500ms, 30s, 15m, 2h or 1h 30m";
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| EXPECTED.to_owned())?;
-    let millis_per_unit = match unit.trim() {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(EXPECTED.to_owned()),
-    };
-    number
-        .checked_mul(millis_per_unit)
-        .map(Duration::from_millis)
-        .ok_or_else(|| EXPECTED.to_owned())
+    // A bare number has always meant seconds here; humantime wants a unit.
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| EXPECTED.to_owned());
+    }
+    humantime::parse_duration(text).map_err(|_| EXPECTED.to_owned())
 }
 
 /// Where a service keeps its data: a `sqlite:` file or a `postgres:` server.
@@ -352,6 +343,9 @@ mod tests {
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("").is_err());
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());

@@ -13,38 +13,16 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-/// An IP network in CIDR form (`10.0.0.0/8`, `::1/128`; a bare address is a
-/// network of one).
+/// An IP network in CIDR form (`10.0.0.0/8`, `::1/128`); a bare address is
+/// a network of one. An IPv4-mapped IPv6 address (`::ffff:1.2.3.4`), as a
+/// dual-stack listener reports IPv4 peers, counts as the IPv4 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct IpNet(ipnet::IpNet);
 
 impl IpNet {
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(
-                u128::from(u32::from(net)),
-                u128::from(u32::from(ip)),
-                32,
-                self.prefix,
-            ),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                prefix_eq(u128::from(net), u128::from(ip), 128, self.prefix)
-            }
-            _ => false,
-        }
+        self.0.contains(&canonical(ip))
     }
-}
-
-fn prefix_eq(a: u128, b: u128, bits: u8, prefix: u8) -> bool {
-    if prefix == 0 {
-        return true;
-    }
-    let shift = u32::from(bits - prefix);
-    (a >> shift) == (b >> shift)
 }
 
 /// `::ffff:1.2.3.4` is 1.2.3.4.
@@ -60,17 +38,22 @@ impl FromStr for IpNet {
 
     fn from_str(text: &str) -> Result<Self, String> {
         const EXPECTED: &str = "an IP address or network such as 10.0.0.0/8";
-        let (addr, prefix) = match text.trim().split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text.trim(), None),
+        let text = text.trim();
+        let net = match text.parse::<ipnet::IpNet>() {
+            Ok(net) => net,
+            Err(_) => ipnet::IpNet::from(IpAddr::from_str(text).map_err(|_| EXPECTED.to_owned())?),
         };
-        let addr = canonical(IpAddr::from_str(addr).map_err(|_| EXPECTED.to_owned())?);
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or(EXPECTED)?,
-            None => max,
+        // A mapped IPv4 network is written as the IPv4 one it stands for.
+        let net = match net {
+            ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+                Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                    .map(ipnet::IpNet::V4)
+                    .map_err(|_| EXPECTED.to_owned())?,
+                None => net,
+            },
+            other => other,
         };
-        Ok(Self { addr, prefix })
+        Ok(Self(net.trunc()))
     }
 }
 
@@ -178,6 +161,22 @@ mod tests {
                 .contains(ip("::ffff:127.0.0.1"))
         );
         assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        // Host bits are dropped; a mapped IPv4 network is the IPv4 one.
+        assert!(
+            "10.1.2.3/16"
+                .parse::<IpNet>()
+                .unwrap()
+                .contains(ip("10.1.9.9"))
+        );
+        let mapped: IpNet = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped, "10.0.0.0/8".parse().unwrap());
+        assert!(mapped.contains(ip("::ffff:10.2.3.4")));
+        assert!(
+            !"10.0.0.0/8"
+                .parse::<IpNet>()
+                .unwrap()
+                .contains(ip("11.0.0.1"))
+        );
     }
 
     #[test]
