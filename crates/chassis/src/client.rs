@@ -127,6 +127,11 @@ impl RequestBuilder {
         self
     }
 
+    pub fn body(mut self, body: Bytes) -> Self {
+        self.body = body;
+        self
+    }
+
     pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Self {
         self.body = serde_json::to_vec(body)
             .expect("wire types always serialize")

@@ -13,6 +13,8 @@ use crate::client::{Client, Response};
 use crate::discovery::Directory;
 use crate::resilience::{Breaker, BreakerSettings, Bulkhead, Ejection, Outcome, RetryBudget};
 use crate::telemetry::trace;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -117,6 +119,19 @@ impl Peer {
 
     /// `GET path` on an instance of the service.
     pub async fn get(&self, path: &str, request_id: Option<&str>) -> Result<Response, PeerError> {
+        let mut call = Call::new(Method::GET, path);
+        if let Some(id) = request_id
+            && let Ok(value) = HeaderValue::from_str(id)
+        {
+            call.headers.insert("x-request-id", value);
+        }
+        self.call(call).await
+    }
+
+    /// One call to an instance of the service. A GET is retried once on
+    /// another instance when the first could not be reached or answered
+    /// 502–504; other methods are sent once.
+    pub async fn call(&self, call: Call) -> Result<Response, PeerError> {
         let Some(_slot) = self.bulkhead.try_enter() else {
             return Err(PeerError::Busy(self.service.clone()));
         };
@@ -126,7 +141,7 @@ impl Peer {
         })?;
         self.budget.deposit();
         let started = Instant::now();
-        let result = self.get_with_retry(path, request_id).await;
+        let result = self.call_with_retry(&call).await;
         let outcome = match &result {
             Ok(response) if response.status().is_server_error() => Outcome::Failure,
             Ok(_) if started.elapsed() >= self.settings.breaker.slow_call => Outcome::Slow,
@@ -137,21 +152,17 @@ impl Peer {
         result
     }
 
-    async fn get_with_retry(
-        &self,
-        path: &str,
-        request_id: Option<&str>,
-    ) -> Result<Response, PeerError> {
+    async fn call_with_retry(&self, call: &Call) -> Result<Response, PeerError> {
         let (first_id, first) = self
             .pick(None)
             .ok_or_else(|| PeerError::NoInstance(self.service.clone()))?;
-        let outcome = self.send(&first_id, &first, path, request_id).await;
+        let outcome = self.send(&first_id, &first, call).await;
         let worth_retrying = match &outcome {
             Err(PeerError::Unreachable { .. }) => true,
             Ok(response) => matches!(response.status().as_u16(), 502..=504),
             Err(_) => false,
         };
-        if !worth_retrying {
+        if !worth_retrying || call.method != Method::GET || !call.body.is_empty() {
             return outcome;
         }
         let Some((second_id, second)) = self.pick(Some(&first_id)) else {
@@ -162,26 +173,29 @@ impl Peer {
         }
         tokio::time::sleep(Duration::from_millis(5 + rand_below(20))).await;
         metrics::counter!("peer_retries_total", "service" => self.service.clone()).increment(1);
-        self.send(&second_id, &second, path, request_id).await
+        self.send(&second_id, &second, call).await
     }
 
     async fn send(
         &self,
         instance_id: &str,
         address: &str,
-        path: &str,
-        request_id: Option<&str>,
+        call: &Call,
     ) -> Result<Response, PeerError> {
         let mut request = self
             .client
-            .get(format!("{}{path}", address.trim_end_matches('/')));
-        if let Some(id) = request_id {
-            request = request.header("x-request-id", id);
+            .request(
+                call.method.clone(),
+                format!("{}{}", address.trim_end_matches('/'), call.path),
+            )
+            .headers(call.headers.clone());
+        if !call.body.is_empty() {
+            request = request.body(call.body.clone());
         }
         let span = if trace::exporting() {
             tracing::info_span!(
                 "peer call",
-                otel.name = %format_args!("GET {}", self.service),
+                otel.name = %format_args!("{} {}", call.method, self.service),
                 otel.kind = "client",
                 peer.service = %self.service,
                 server.address = %address,
@@ -190,7 +204,7 @@ impl Peer {
         } else {
             tracing::Span::none()
         };
-        let mut traced = axum::http::HeaderMap::new();
+        let mut traced = HeaderMap::new();
         trace::inject_headers(&span, &mut traced);
         request = request.headers(traced);
         let started = Instant::now();
@@ -221,6 +235,51 @@ impl Peer {
                 })
             }
         }
+    }
+}
+
+/// A request to a peer: method, path (with query), headers and body.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Call {
+    pub fn new(method: Method, path: impl Into<String>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// With `Authorization: Bearer <token>`.
+    pub fn bearer(mut self, token: &str) -> Self {
+        if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+            self.headers.insert(header::AUTHORIZATION, value);
+        }
+        self
+    }
+
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// With a JSON body.
+    pub fn json<T: serde::Serialize + ?Sized>(mut self, body: &T) -> Self {
+        self.body = serde_json::to_vec(body)
+            .expect("wire types always serialize")
+            .into();
+        self.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        self
     }
 }
 

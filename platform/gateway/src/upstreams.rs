@@ -4,9 +4,22 @@
 //! Routes are path prefixes that services announce. A prefix matches the path
 //! itself and anything below it at a segment boundary (`/api/user` matches
 //! `/api/user` and `/api/user/x`, not `/api/users`); the longest match wins.
-//! Only prefixes under `/api/` are routable, so `/internal/*` and the
-//! registry's API can never be reached through the gateway, whatever a
-//! registration claims.
+//! Only prefixes under `/api/` are routable, and `/` (the web app), which
+//! takes every path outside `/api/` and `/internal/` with the lowest
+//! precedence; so `/internal/*` and the registry's API can never be reached
+//! through the gateway, whatever a registration claims.
+
+/// The prefix of the web app: everything outside the reserved trees.
+const ROOT: &str = "/";
+
+/// Paths `/` never takes: the API (only its own prefixes route there) and
+/// internal routes.
+fn is_reserved(path: &str) -> bool {
+    ["/api", "/internal"].iter().any(|tree| {
+        path.strip_prefix(tree)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
 
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
 use axum::http::{HeaderValue, Uri};
@@ -139,7 +152,8 @@ impl Upstreams {
             let mut list = Vec::new();
             for instance in &service.instances {
                 for prefix in instance.routes() {
-                    let routable = prefix.starts_with("/api/") && !prefix.contains("..");
+                    let routable =
+                        (prefix.starts_with("/api/") || prefix == ROOT) && !prefix.contains("..");
                     if routable && !routes.iter().any(|(p, _)| *p == prefix) {
                         routes.push((
                             prefix.trim_end_matches('/').to_owned(),
@@ -186,6 +200,9 @@ impl Upstreams {
         self.routes
             .iter()
             .find(|(prefix, _)| {
+                if prefix.is_empty() {
+                    return path.starts_with('/') && !is_reserved(path);
+                }
                 path.strip_prefix(prefix.as_str())
                     .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
             })
@@ -278,6 +295,25 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn the_root_takes_every_path_outside_api_and_internal_and_nothing_else() {
+        let mut with_web = catalog();
+        with_web.services.push(ServiceInstances {
+            name: "web".into(),
+            instances: vec![instance("web", "w1", "/")],
+        });
+        let upstreams = Upstreams::build(&with_web, &Upstreams::default());
+        assert_eq!(upstreams.route("/"), Some("web"));
+        assert_eq!(upstreams.route("/postings/1"), Some("web"));
+        assert_eq!(upstreams.route("/apiary"), Some("web"));
+        assert_eq!(upstreams.route("/api/postings"), Some("posting"));
+        assert_eq!(upstreams.route("/api/nothing"), None);
+        assert_eq!(upstreams.route("/api"), None);
+        assert_eq!(upstreams.route("/internal/events"), None);
+        assert_eq!(upstreams.route("/internal"), None);
+        assert_eq!(upstreams.route("/v1/instances"), Some("web"));
     }
 
     #[test]
