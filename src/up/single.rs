@@ -106,7 +106,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         format!("http://{}", args.registry_listen),
         |stop| dure_registry::run(config, Listen::in_process(REGISTRY).and_tcp(listener), stop),
     ));
-    wait_ready(&[format!("{registry_url}/readyz")]).await?;
+    wait_ready(&[format!("{registry_url}/readyz")], &mut parts).await?;
 
     let admin = secrets::admin_password(&args.data_dir, args.database_url.is_none())?;
     let identity_flags: Vec<String> = admin
@@ -121,7 +121,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|part| format!("{}/readyz", part.address))
         .collect();
-    wait_ready(&services).await?;
+    wait_ready(&services, &mut parts).await?;
 
     let gateway_flags = vec![
         "--listen".to_owned(),
@@ -138,7 +138,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         format!("http://{}", args.gateway_listen),
         |stop| dure_gateway::run(config, listener, stop),
     ));
-    wait_ready(&[format!("http://{}/readyz", args.gateway_listen)]).await?;
+    wait_ready(
+        &[format!("http://{}/readyz", args.gateway_listen)],
+        &mut parts,
+    )
+    .await?;
 
     println!();
     println!(
@@ -155,7 +159,33 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         args.gateway_listen
     );
 
-    dure_chassis::http::shutdown_signal().await;
+    // Until asked to stop, or until a part fails: then the whole process
+    // stops, as there is no supervisor to restart one part alone.
+    let shutdown = dure_chassis::http::shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut failed = None;
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {
+                if let Some(at) = parts.iter().position(|part| part.task.is_finished()) {
+                    failed = Some(parts.remove(at));
+                    break;
+                }
+            }
+        }
+    }
+    let code = match failed {
+        Some(part) => {
+            eprintln!(
+                "dure: {} stopped unexpectedly; stopping the rest",
+                part.name
+            );
+            part.stop().await;
+            ExitCode::FAILURE
+        }
+        None => ExitCode::SUCCESS,
+    };
     println!("stopping …");
     // The gateway first, the registry last, as in the multi-process topology.
     while let Some(part) = parts.pop() {
@@ -167,7 +197,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         tokio::task::spawn_blocking(move || tracing.shutdown()).await?;
     }
     println!("stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 /// Starts service `S` in this process with the flags `dure up` would give
@@ -200,8 +230,9 @@ async fn start<S: Service>(
     }))
 }
 
-/// Waits until every URL (in process or not) answers 2xx.
-async fn wait_ready(urls: &[String]) -> anyhow::Result<()> {
+/// Waits until every URL (in process or not) answers 2xx; a part that ends
+/// meanwhile ends the start with its error.
+async fn wait_ready(urls: &[String], parts: &mut Vec<Part>) -> anyhow::Result<()> {
     let client = Client::new(Duration::from_secs(2));
     let deadline = Instant::now() + START_TIMEOUT;
     for url in urls {
@@ -213,6 +244,15 @@ async fn wait_ready(urls: &[String]) -> anyhow::Result<()> {
                 .is_ok_and(|response| response.status().is_success());
             if ready {
                 break;
+            }
+            if let Some(at) = parts.iter().position(|part| part.task.is_finished()) {
+                let part = parts.remove(at);
+                let name = part.name;
+                return Err(match part.task.await {
+                    Ok(Err(err)) => err.context(format!("{name} could not start")),
+                    Ok(Ok(())) => anyhow::anyhow!("{name} stopped while starting"),
+                    Err(err) => anyhow::anyhow!("{name} failed while starting: {err}"),
+                });
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
