@@ -143,6 +143,22 @@ async fn serves_the_api_and_stops_gracefully(topology: Topology) {
         .unwrap();
     assert_eq!(notices["items"][0]["title"], "Welcome");
 
+    // The front page composed from three services.
+    let home: Value = client
+        .get(format!("{}/api/home", system.gateway))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(home["degraded"], json!([]), "{home}");
+    assert_eq!(home["notices"][0]["title"], "Welcome");
+    assert_eq!(home["postings"][0]["title"], "Hello, edited");
+    // A number (events may still be on their way), not null: nothing degraded.
+    assert!(home["unread_notifications"].is_u64(), "{home}");
+
     // Internal routes stay internal; the merged OpenAPI covers every service.
     let internal = client
         .get(format!("{}/internal/descriptor", system.gateway))
