@@ -20,6 +20,7 @@ use axum::response::Response;
 use dure_chassis::local;
 use dure_chassis::telemetry::trace::ClientSpan;
 use http_body_util::Limited;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -258,45 +259,20 @@ async fn send(
     parts.uri = uri;
     parts.version = axum::http::Version::HTTP_11;
     parts.headers.insert(header::HOST, target.host.clone());
-    let mut span = upstream_span(&mut parts, endpoint);
-    let request = axum::http::Request::from_parts(parts, body);
-
-    let _in_flight = endpoint.start();
-    let started = std::time::Instant::now();
-    // The span lasts from here until the response head is in.
-    let result = tokio::time::timeout(timeout, gateway.pool.send(&target.authority, request)).await;
-    match &result {
-        Ok(Ok(response)) => span.response_status(response.status().as_u16()),
-        _ => span.fail(),
-    }
-    drop(span);
-    endpoint.duration.record(started.elapsed().as_secs_f64());
-    let response = match result {
-        Err(_) => {
-            endpoint_failed(endpoint);
-            return Err(Attempt::Failed(GatewayError::Timeout));
-        }
-        Ok(Err(err)) => {
-            endpoint_failed(endpoint);
-            return Err(match classify(err) {
+    exchange(endpoint, parts, body, timeout, |request| async {
+        gateway
+            .pool
+            .send(&target.authority, request)
+            .await
+            .map_err(|err| match classify(err) {
                 GatewayError::Unreachable(cause) => Attempt::NotConnected(cause),
                 other => Attempt::Failed(other),
-            });
-        }
-        Ok(Ok(response)) => response,
-    };
-    if response.status().is_server_error() {
-        endpoint_failed(endpoint);
-    } else {
-        endpoint.ejection.success();
-    }
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::new(body)))
+            })
+    })
+    .await
 }
 
-/// [`send`] to an instance in this process: its router is called directly,
-/// with the same headers, span, timeout and failure accounting.
+/// [`send`] to an instance in this process: its router is called directly.
 async fn send_in_process(
     endpoint: &Arc<Endpoint>,
     name: &str,
@@ -309,37 +285,60 @@ async fn send_in_process(
     if let Ok(host) = HeaderValue::from_str(name) {
         parts.headers.insert(header::HOST, host);
     }
+    exchange(endpoint, parts, body, timeout, |request| async move {
+        local::call(name, request)
+            .await
+            .map_err(|not_bound| Attempt::NotConnected(not_bound.to_string()))
+    })
+    .await
+}
+
+/// One exchange with `endpoint` through `call`, with what every upstream
+/// call has: its client span (lasting until the response head is in), the
+/// timeout, the in-flight count, the duration metric and the outcome for
+/// outlier ejection.
+async fn exchange<B, F>(
+    endpoint: &Arc<Endpoint>,
+    mut parts: axum::http::request::Parts,
+    body: Body,
+    timeout: Duration,
+    call: impl FnOnce(axum::http::Request<Body>) -> F,
+) -> Result<Response, Attempt>
+where
+    F: Future<Output = Result<axum::http::Response<B>, Attempt>>,
+    B: hyper::body::Body<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let mut span = upstream_span(&mut parts, endpoint);
     let request = axum::http::Request::from_parts(parts, body);
     let _in_flight = endpoint.start();
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(timeout, local::call(name, request)).await;
+    let result = tokio::time::timeout(timeout, call(request)).await;
     match &result {
         Ok(Ok(response)) => span.response_status(response.status().as_u16()),
         _ => span.fail(),
     }
     drop(span);
     endpoint.duration.record(started.elapsed().as_secs_f64());
-    match result {
+    let response = match result {
         Err(_) => {
             endpoint_failed(endpoint);
-            Err(Attempt::Failed(GatewayError::Timeout))
+            return Err(Attempt::Failed(GatewayError::Timeout));
         }
-        Ok(Err(not_bound)) => {
+        Ok(Err(attempt)) => {
             endpoint_failed(endpoint);
-            Err(Attempt::NotConnected(not_bound.to_string()))
+            return Err(attempt);
         }
-        Ok(Ok(response)) => {
-            if response.status().is_server_error() {
-                endpoint_failed(endpoint);
-            } else {
-                endpoint.ejection.success();
-            }
-            let (mut parts, body) = response.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            Ok(Response::from_parts(parts, body))
-        }
+        Ok(Ok(response)) => response,
+    };
+    if response.status().is_server_error() {
+        endpoint_failed(endpoint);
+    } else {
+        endpoint.ejection.success();
     }
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, Body::new(body)))
 }
 
 /// The client span of one upstream call, whose context the request carries
