@@ -166,6 +166,14 @@ async fn serves_the_api_and_stops_gracefully(topology: Topology) {
         .await
         .unwrap();
     assert_eq!(internal.status(), 404);
+    // Every answer, the gateway's own and a service's, declares its type firmly.
+    assert_eq!(internal.headers()["x-content-type-options"], "nosniff");
+    let proxied = client
+        .get(format!("{}/api/postings", system.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.headers()["x-content-type-options"], "nosniff");
     let doc: Value = client
         .get(format!("{}/api/openapi.json", system.gateway))
         .send()

@@ -144,9 +144,12 @@ impl Observation {
             started,
         } = self;
         let elapsed = started.elapsed();
-        response
-            .headers_mut()
-            .insert(REQUEST_ID.clone(), request_id);
+        let headers = response.headers_mut();
+        headers.insert(REQUEST_ID.clone(), request_id);
+        // No browser may guess another type than the one declared.
+        headers
+            .entry(axum::http::header::X_CONTENT_TYPE_OPTIONS)
+            .or_insert(axum::http::HeaderValue::from_static("nosniff"));
 
         let label = response
             .extensions_mut()
