@@ -1,7 +1,9 @@
 //! One HTTP client for every call a service makes to another address:
 //! over TCP (reqwest) for `http://…`, or straight into a router of this
 //! process for `local://…` (see [`super::local`]). Responses are read whole:
-//! these calls carry small JSON documents (catalogs, keys, feed pages).
+//! these calls carry small JSON documents (catalogs, keys, feed pages);
+//! [`RequestBuilder::send_streaming`] is for the one kind of answer that is
+//! not (a stream of Server-Sent Events), whose body is passed on as it comes.
 
 use crate::local;
 use axum::body::{Body, Bytes};
@@ -164,7 +166,68 @@ impl RequestBuilder {
         }
     }
 
-    async fn send_local(self, name: String) -> Result<Response, Error> {
+    /// Sends the request and answers as soon as the response's head has
+    /// arrived, its body streaming on as the other side writes it (a stream
+    /// of Server-Sent Events). The timeout bounds the connection and the
+    /// head only: the body may go on for as long as both sides keep it open.
+    pub async fn send_streaming(self) -> Result<StreamingResponse, Error> {
+        let timeout = self.timeout;
+        let call = async move {
+            match local::name_of(&self.url).map(str::to_owned) {
+                Some(name) => {
+                    let request = self.local_request(&name)?;
+                    let response = local::call(&name, request)
+                        .await
+                        .map_err(|err| Error::Connect(err.to_string()))?;
+                    let (parts, body) = response.into_parts();
+                    Ok(StreamingResponse {
+                        status: parts.status,
+                        headers: parts.headers,
+                        body,
+                    })
+                }
+                None => self.stream_http().await,
+            }
+        };
+        match timeout {
+            Some(limit) => tokio::time::timeout(limit, call)
+                .await
+                .unwrap_or(Err(Error::Timeout(limit))),
+            None => call.await,
+        }
+    }
+
+    async fn stream_http(self) -> Result<StreamingResponse, Error> {
+        let timeout = self.timeout;
+        let response = self
+            .client
+            .http
+            .request(self.method, &self.url)
+            .headers(self.headers)
+            .body(self.body)
+            .send()
+            .await
+            .map_err(|err| Error::from_reqwest(err, timeout))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        // Chunk by chunk as they arrive; the stream ends after the first error.
+        let chunks = futures_util::stream::unfold(Some(response), |response| async move {
+            let mut response = response?;
+            match response.chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+                Ok(None) => None,
+                Err(err) => Some((Err(err), None)),
+            }
+        });
+        Ok(StreamingResponse {
+            status,
+            headers,
+            body: Body::from_stream(chunks),
+        })
+    }
+
+    /// The request as a router of this process takes it.
+    fn local_request(self, name: &str) -> Result<Request<Body>, Error> {
         let path = self.url[local::SCHEME.len() + name.len()..].to_owned();
         let path = if path.is_empty() {
             "/".to_owned()
@@ -177,9 +240,14 @@ impl RequestBuilder {
             .body(Body::from(self.body))
             .map_err(|err| Error::Transport(err.to_string()))?;
         *request.headers_mut() = self.headers;
-        if let Ok(host) = HeaderValue::from_str(&name) {
+        if let Ok(host) = HeaderValue::from_str(name) {
             request.headers_mut().insert(header::HOST, host);
         }
+        Ok(request)
+    }
+
+    async fn send_local(self, name: String) -> Result<Response, Error> {
+        let request = self.local_request(&name)?;
         let response = local::call(&name, request)
             .await
             .map_err(|err| Error::Connect(err.to_string()))?;
@@ -253,5 +321,78 @@ impl Response {
 
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
         serde_json::from_slice(&self.body).map_err(|err| Error::Body(err.to_string()))
+    }
+}
+
+/// An answer whose body streams: see [`RequestBuilder::send_streaming`].
+#[derive(Debug)]
+pub struct StreamingResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Body,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    /// A body that sends a chunk at once and another after `pause`.
+    fn slow_stream(pause: Duration) -> axum::Router {
+        axum::Router::new().route(
+            "/stream",
+            axum::routing::get(move || async move {
+                let chunks = futures_util::stream::iter(["first ", "second"]).then(
+                    move |chunk| async move {
+                        if chunk == "second" {
+                            tokio::time::sleep(pause).await;
+                        }
+                        Ok::<_, std::convert::Infallible>(chunk)
+                    },
+                );
+                Body::from_stream(chunks)
+            }),
+        )
+    }
+
+    async fn read_all(body: Body) -> String {
+        let bytes = body.collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_streaming_body_outlives_the_timeout_over_http() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(axum::serve(listener, slow_stream(Duration::from_millis(400))).into_future());
+        let client = Client::new(Duration::from_millis(200));
+        let response = client
+            .get(format!("http://{address}/stream"))
+            .send_streaming()
+            .await
+            .unwrap();
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(read_all(response.body).await, "first second");
+        // The whole-answer call is bounded by the same timeout.
+        let whole = client.get(format!("http://{address}/stream")).send().await;
+        assert!(whole.is_err_and(|err| err.is_timeout()));
+    }
+
+    #[tokio::test]
+    async fn a_streaming_body_comes_from_a_router_of_this_process() {
+        let _binding =
+            local::bind("streaming-test", slow_stream(Duration::from_millis(50))).unwrap();
+        let response = Client::new(Duration::from_millis(200))
+            .get("local://streaming-test/stream")
+            .send_streaming()
+            .await
+            .unwrap();
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(read_all(response.body).await, "first second");
+        let refused = Client::new(Duration::from_millis(200))
+            .get("local://nobody-here/stream")
+            .send_streaming()
+            .await;
+        assert!(refused.is_err_and(|err| err.is_connect()));
     }
 }
