@@ -1,0 +1,18 @@
+-- Browser sessions. The cookie's token is never stored, only its SHA-256
+-- (hex); with it the user's tokens from identity, the session's CSRF token,
+-- and when the access token and the session expire (Unix seconds).
+-- refreshing_since marks a refresh in progress, so that two requests of one
+-- session never use its single-use refresh token twice.
+CREATE TABLE sessions (
+    token_hash        TEXT PRIMARY KEY,
+    user_id           TEXT NOT NULL,
+    access_token      TEXT NOT NULL,
+    refresh_token     TEXT NOT NULL,
+    access_expires_at INTEGER NOT NULL,
+    csrf              TEXT NOT NULL,
+    refreshing_since  INTEGER,
+    created_at        TEXT NOT NULL,
+    expires_at        INTEGER NOT NULL
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+CREATE INDEX sessions_expiry ON sessions (expires_at);
