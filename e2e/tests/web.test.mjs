@@ -86,7 +86,6 @@ test('a new user signs up, signs in, publishes, comments and signs out', async (
   await page.goto(`${base}/`);
   const listed = page.getByRole('link', { name: 'Hello from Ann' }).first();
   await listed.waitFor();
-  await screenshot(page, 'web-board');
   await listed.click();
   await page.getByText('Ann replies to herself').waitFor();
 
@@ -167,6 +166,7 @@ test('an admin publishes a pinned notice; the board shows it to everyone', async
   const visitor = await person();
   await visitor.page.goto(`${base}/`);
   await visitor.page.getByText('House rules').first().waitFor();
+  await screenshot(visitor.page, 'web-board');
   await admin.context.close();
   await visitor.context.close();
 });
