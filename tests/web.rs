@@ -104,7 +104,10 @@ impl Browser {
 
     /// Posts `fields` as a form, with the CSRF token of the last page read.
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Answer {
-        let csrf = self.csrf.clone().expect("a page with a form was read first");
+        let csrf = self
+            .csrf
+            .clone()
+            .expect("a page with a form was read first");
         let mut form: Vec<(&str, &str)> = fields.to_vec();
         form.push(("csrf", &csrf));
         self.post_raw(path, &form).await
@@ -205,7 +208,10 @@ async fn every_page(topology: Topology) {
     assert_eq!(board.status, 200);
     assert!(board.is_html());
     let csp = board.header("content-security-policy");
-    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(board.header("x-content-type-options"), "nosniff");
     assert_eq!(board.header("referrer-policy"), "same-origin");
@@ -213,12 +219,23 @@ async fn every_page(topology: Topology) {
     assert!(board.body.contains(">Sign in<"));
 
     // The API and the internal routes are not the web app's.
-    let api = reqwest::get(format!("{gateway}/api/postings")).await.unwrap();
-    assert!(api.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    let api = reqwest::get(format!("{gateway}/api/postings"))
+        .await
+        .unwrap();
+    assert!(
+        api.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
     for internal in ["/internal/events", "/v1/services", "/v1/instances"] {
         let answer = ann.get(internal).await;
         assert_eq!(answer.status, 404, "{internal}");
-        assert!(!answer.body.contains("\"instances\""), "{internal}: {}", answer.body);
+        assert!(
+            !answer.body.contains("\"instances\""),
+            "{internal}: {}",
+            answer.body
+        );
     }
     let missing = ann.get("/no/such/page").await;
     assert_eq!(missing.status, 404);
@@ -228,7 +245,11 @@ async fn every_page(topology: Topology) {
     let forged = ann
         .post_raw(
             "/signup",
-            &[("username", "mallory"), ("email", "m@example.com"), ("password", PASSWORD)],
+            &[
+                ("username", "mallory"),
+                ("email", "m@example.com"),
+                ("password", PASSWORD),
+            ],
         )
         .await;
     assert_eq!(forged.status, 403);
@@ -246,7 +267,12 @@ async fn every_page(topology: Topology) {
     let signed_up = ann
         .post(
             "/signup",
-            &[("username", "ann"), ("email", "ann@example.com"), ("password", PASSWORD), ("display_name", "Ann")],
+            &[
+                ("username", "ann"),
+                ("email", "ann@example.com"),
+                ("password", PASSWORD),
+                ("display_name", "Ann"),
+            ],
         )
         .await;
     assert_eq!(signed_up.status, 303, "{}", signed_up.body);
@@ -262,21 +288,47 @@ async fn every_page(topology: Topology) {
     }
     assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
     let home = ann.get("/").await;
-    assert!(home.body.contains("Sign out") && home.body.contains(">Ann<"), "{}", home.body);
-    assert!(home.body.contains(r#"Notifications <span class="count">0</span>"#), "{}", home.body);
+    assert!(
+        home.body.contains("Sign out") && home.body.contains(">Ann<"),
+        "{}",
+        home.body
+    );
+    assert!(
+        home.body
+            .contains(r#"Notifications <span class="count">0</span>"#),
+        "{}",
+        home.body
+    );
 
     // A wrong password and an unknown user get the same answer.
     let mut stranger = Browser::new(&gateway);
     stranger.get("/signin").await;
     let wrong = stranger
-        .post("/signin", &[("username", "ann"), ("password", "not the password"), ("next", "/")])
+        .post(
+            "/signin",
+            &[
+                ("username", "ann"),
+                ("password", "not the password"),
+                ("next", "/"),
+            ],
+        )
         .await;
     stranger.get("/signin").await;
     let unknown = stranger
-        .post("/signin", &[("username", "nobody"), ("password", "not the password"), ("next", "/")])
+        .post(
+            "/signin",
+            &[
+                ("username", "nobody"),
+                ("password", "not the password"),
+                ("next", "/"),
+            ],
+        )
         .await;
     assert_eq!((wrong.status, unknown.status), (401, 401));
-    assert!(wrong.body.contains("Wrong username or password.") && unknown.body.contains("Wrong username or password."));
+    assert!(
+        wrong.body.contains("Wrong username or password.")
+            && unknown.body.contains("Wrong username or password.")
+    );
 
     // Publish: markup in user text is shown, never run.
     let xss = r#"<script>alert(1)</script><img src=x onerror="alert(2)">"#;
@@ -284,32 +336,58 @@ async fn every_page(topology: Topology) {
     assert!(posting.starts_with("/postings/"), "{posting}");
     let page = ann.get(&posting).await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("Hello &#60;b&#62;there&#60;/b&#62;") || page.body.contains("Hello &lt;b&gt;there&lt;/b&gt;"), "{}", page.body);
-    assert!(!page.body.contains("<script>alert") && !page.body.contains("<img src=x"), "{}", page.body);
+    assert!(
+        page.body.contains("Hello &#60;b&#62;there&#60;/b&#62;")
+            || page.body.contains("Hello &lt;b&gt;there&lt;/b&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("<script>alert") && !page.body.contains("<img src=x"),
+        "{}",
+        page.body
+    );
 
     // A second user comments; only the author may edit or delete.
     let mut bob = Browser::new(&gateway);
     bob.sign_up("bob").await;
     bob.get(&posting).await;
-    let commented = bob.post(&format!("{posting}/comments"), &[("body", "Bob was here")]).await;
+    let commented = bob
+        .post(&format!("{posting}/comments"), &[("body", "Bob was here")])
+        .await;
     assert_eq!(commented.status, 303, "{}", commented.body);
-    assert!(commented.location().starts_with(&format!("{posting}#comment-")));
+    assert!(
+        commented
+            .location()
+            .starts_with(&format!("{posting}#comment-"))
+    );
     assert!(bob.get(&posting).await.body.contains("Bob was here"));
-    assert!(!bob.get(&posting).await.body.contains("/edit\""), "bob is offered the edit link");
+    assert!(
+        !bob.get(&posting).await.body.contains("/edit\""),
+        "bob is offered the edit link"
+    );
     let refused = bob.get(&format!("{posting}/edit")).await;
     assert_eq!(refused.status, 403);
     bob.get(&posting).await;
     let refused = bob.post(&format!("{posting}/delete"), &[]).await;
     assert_eq!(refused.status, 403);
     assert!(refused.is_html());
-    assert_eq!(api_postings(&gateway).await.len(), 1, "bob deleted ann's posting");
+    assert_eq!(
+        api_postings(&gateway).await.len(),
+        1,
+        "bob deleted ann's posting"
+    );
 
     // Ann is notified of Bob's comment and marks it read.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let list = ann.get("/notifications").await;
         if list.body.contains("Bob commented on") || list.body.contains("bob commented on") {
-            assert!(list.body.contains(&format!("href=\"{posting}\"")), "{}", list.body);
+            assert!(
+                list.body.contains(&format!("href=\"{posting}\"")),
+                "{}",
+                list.body
+            );
             break;
         }
         assert!(Instant::now() < deadline, "no notification: {}", list.body);
@@ -317,12 +395,20 @@ async fn every_page(topology: Topology) {
     }
     let read = ann.post("/notifications/read-all", &[]).await;
     assert_eq!(read.status, 303);
-    assert!(ann.get("/").await.body.contains(r#"Notifications <span class="count">0</span>"#));
+    assert!(
+        ann.get("/")
+            .await
+            .body
+            .contains(r#"Notifications <span class="count">0</span>"#)
+    );
 
     // Edit, settings, profile.
     ann.get(&format!("{posting}/edit")).await;
     let edited = ann
-        .post(&format!("{posting}/edit"), &[("title", "Hello again"), ("body", "Edited.")])
+        .post(
+            &format!("{posting}/edit"),
+            &[("title", "Hello again"), ("body", "Edited.")],
+        )
         .await;
     assert_eq!(edited.status, 303, "{}", edited.body);
     assert!(ann.get(&posting).await.body.contains("Hello again"));
@@ -331,30 +417,54 @@ async fn every_page(topology: Topology) {
     let saved = ann
         .post(
             "/settings",
-            &[("display_name", "Ann B."), ("email", "ann@example.com"), ("current_password", ""), ("new_password", "")],
+            &[
+                ("display_name", "Ann B."),
+                ("email", "ann@example.com"),
+                ("current_password", ""),
+                ("new_password", ""),
+            ],
         )
         .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
-    assert!(ann.get("/").await.body.contains(">Ann B.<"), "the header shows the new name");
+    assert!(
+        ann.get("/").await.body.contains(">Ann B.<"),
+        "the header shows the new name"
+    );
     let bad = ann
         .post(
             "/settings",
-            &[("display_name", "Ann B."), ("email", "ann@example.com"), ("current_password", "wrong one!"), ("new_password", "a new password")],
+            &[
+                ("display_name", "Ann B."),
+                ("email", "ann@example.com"),
+                ("current_password", "wrong one!"),
+                ("new_password", "a new password"),
+            ],
         )
         .await;
     assert!((400..500).contains(&bad.status), "{}", bad.status);
     assert!(bad.is_html());
     let bobs_settings = bob.get("/settings").await;
     assert!(!bobs_settings.body.contains("ann@example.com"));
-    let user_id = api_postings(&gateway).await[0]["author"]["id"].as_str().unwrap().to_owned();
+    let user_id = api_postings(&gateway).await[0]["author"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let profile = bob.get(&format!("/users/{user_id}")).await;
     assert_eq!(profile.status, 200);
     assert!(profile.body.contains("Hello again") && !profile.body.contains("ann@example.com"));
 
     // Malformed input is a 4xx page, never a 5xx.
-    for path in ["/?cursor=%00garbage", "/postings/not-an-id", "/assets/app-0000000000.css"] {
+    for path in [
+        "/?cursor=%00garbage",
+        "/postings/not-an-id",
+        "/assets/app-0000000000.css",
+    ] {
         let answer = ann.get(path).await;
-        assert!((400..500).contains(&answer.status), "{path}: {}", answer.status);
+        assert!(
+            (400..500).contains(&answer.status),
+            "{path}: {}",
+            answer.status
+        );
         assert!(answer.is_html(), "{path}");
     }
     let stylesheet = board
@@ -377,7 +487,11 @@ async fn every_page(topology: Topology) {
     ann.cookies.insert("dure_session".into(), session);
     let after = ann.get("/settings").await;
     assert_eq!(after.status, 303);
-    assert!(after.location().starts_with("/signin?next="), "{}", after.location());
+    assert!(
+        after.location().starts_with("/signin?next="),
+        "{}",
+        after.location()
+    );
 
     // Deleting the account asks again, then ends every session.
     bob.get("/settings/delete").await;
@@ -404,12 +518,18 @@ async fn the_badge_stream_carries_a_new_notification_live() {
         .await
         .unwrap();
     assert_eq!(live.status(), 200);
-    assert!(live.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        live.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
 
     let mut bob = Browser::new(&system.gateway);
     bob.sign_up("bob").await;
     bob.get(&posting).await;
-    bob.post(&format!("{posting}/comments"), &[("body", "Live!")]).await;
+    bob.post(&format!("{posting}/comments"), &[("body", "Live!")])
+        .await;
 
     let mut live = live;
     let mut seen = String::new();
@@ -427,7 +547,9 @@ async fn the_badge_stream_carries_a_new_notification_live() {
     assert!(seen.contains("commented on"), "{seen}");
 
     // Signed out, there is no stream: a page, not an event stream.
-    let anonymous = Browser::new(&system.gateway).get("/notifications/live").await;
+    let anonymous = Browser::new(&system.gateway)
+        .get("/notifications/live")
+        .await;
     assert_eq!(anonymous.status, 303);
     assert!(anonymous.location().starts_with("/signin?next="));
     drop(system);
@@ -447,7 +569,12 @@ async fn a_session_outlives_its_access_token() {
             let url = format!("{}/settings", system.gateway);
             let cookie = cookie.clone();
             async move {
-                let answer = client.get(url).header("cookie", cookie).send().await.unwrap();
+                let answer = client
+                    .get(url)
+                    .header("cookie", cookie)
+                    .send()
+                    .await
+                    .unwrap();
                 (answer.status().as_u16(), answer.text().await.unwrap())
             }
         });

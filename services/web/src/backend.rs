@@ -208,10 +208,7 @@ impl Backend {
         }
         let pick = rand::Rng::gen_range(&mut rand::thread_rng(), 0..instances.len());
         let address = instances[pick].address.trim_end_matches('/').to_owned();
-        let call = with_caller(
-            Call::new(Method::GET, "/api/notifications/stream"),
-            caller,
-        );
+        let call = with_caller(Call::new(Method::GET, "/api/notifications/stream"), caller);
         let response = self
             .stream_client
             .get(format!("{address}{}", call.path))

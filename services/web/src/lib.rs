@@ -163,10 +163,7 @@ impl Web {
                     .post(account::signin)
                     .fallback(html_fallback()),
             )
-            .route(
-                "/signout",
-                post(account::signout).fallback(html_fallback()),
-            )
+            .route("/signout", post(account::signout).fallback(html_fallback()))
             .route(
                 "/settings",
                 get(account::settings_form)
@@ -207,10 +204,7 @@ impl Web {
                 "/postings/{id}/comments/{comment_id}/delete",
                 post(postings::delete_comment).fallback(html_fallback()),
             )
-            .route(
-                "/notices",
-                get(notices::list).fallback(html_fallback()),
-            )
+            .route("/notices", get(notices::list).fallback(html_fallback()))
             .route(
                 "/notices/new",
                 get(notices::new_form)

@@ -130,14 +130,17 @@ impl PageError {
 impl From<Failure> for PageError {
     fn from(failure: Failure) -> Self {
         match failure {
-            Failure::Unavailable { service, .. } => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("{}.", service.unavailable()))
-            }
+            Failure::Unavailable { service, .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{}.", service.unavailable()),
+            ),
             Failure::Refused(problem) if problem.status == StatusCode::UNAUTHORIZED => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "Your session has ended. Sign in again.",
             ),
-            Failure::Refused(problem) if problem.status == StatusCode::NOT_FOUND => Self::not_found(),
+            Failure::Refused(problem) if problem.status == StatusCode::NOT_FOUND => {
+                Self::not_found()
+            }
             Failure::Refused(problem) => Self::new(problem.status, problem.message()),
         }
     }
@@ -155,7 +158,9 @@ impl IntoResponse for PageError {
                 response.extensions_mut().insert(ErrorMessage(message));
                 response
             }
-            Self::SignIn { next } => see_other(&format!("/signin?next={}", crate::backend::encode(&next))),
+            Self::SignIn { next } => {
+                see_other(&format!("/signin?next={}", crate::backend::encode(&next)))
+            }
         }
     }
 }
@@ -251,8 +256,7 @@ pub async fn as_error_page(web: &Web, viewer: &Viewer, response: Response) -> Re
         .headers()
         .iter()
         .filter(|(name, _)| {
-            [axum::http::header::RETRY_AFTER, axum::http::header::ALLOW]
-                .contains(name)
+            [axum::http::header::RETRY_AFTER, axum::http::header::ALLOW].contains(name)
                 || name.as_str() == "set-cookie"
         })
         .map(|(n, v)| (n.clone(), v.clone()))
@@ -287,7 +291,10 @@ pub async fn security_headers(mut response: Response) -> Response {
         "content-security-policy",
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
     );
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     if !headers.contains_key(CACHE_CONTROL) {
@@ -342,7 +349,13 @@ mod tests {
     #[test]
     fn sign_in_returns_only_to_this_site() {
         assert_eq!(safe_next(Some("/postings/1?x=2")), "/postings/1?x=2");
-        for outside in ["//evil.example", "/\\evil.example", "https://evil.example", "/signout", "/a\nb"] {
+        for outside in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "/signout",
+            "/a\nb",
+        ] {
             assert_eq!(safe_next(Some(outside)), "/", "{outside:?}");
         }
         assert_eq!(safe_next(None), "/");

@@ -108,14 +108,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Viewer {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
-        Ok(parts.extensions.get::<Self>().cloned().unwrap_or_else(|| Self {
-            user: None,
-            csrf: String::new(),
-            secure: false,
-            request_id: None,
-            client: None,
-            here: "/".into(),
-        }))
+        Ok(parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .unwrap_or_else(|| Self {
+                user: None,
+                csrf: String::new(),
+                secure: false,
+                request_id: None,
+                client: None,
+                here: "/".into(),
+            }))
     }
 }
 
@@ -183,12 +187,7 @@ pub async fn layer(State(web): State<Web>, request: Request, next: Next) -> Resp
 async fn checked_form(parts: Parts, body: Body, expected: &str) -> Result<Request, PageError> {
     let bytes = axum::body::to_bytes(body, page::FORM_LIMIT)
         .await
-        .map_err(|_| {
-            PageError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "That form is too large.",
-            )
-        })?;
+        .map_err(|_| PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "That form is too large."))?;
     #[derive(Deserialize)]
     struct Csrf {
         csrf: Option<String>,
@@ -334,10 +333,11 @@ async fn refresh(
         // identity is away: keep the session for later, use the token while
         // it lasts.
         Err(Failure::Unavailable { .. }) => {
-            let _ = sqlx::query("UPDATE sessions SET refreshing_since = NULL WHERE token_hash = $1")
-                .bind(hash)
-                .execute(web.db().pool())
-                .await;
+            let _ =
+                sqlx::query("UPDATE sessions SET refreshing_since = NULL WHERE token_hash = $1")
+                    .bind(hash)
+                    .execute(web.db().pool())
+                    .await;
             (row.access_expires_at > unix_now())
                 .then(|| row.signed_in())
                 .flatten()
@@ -416,7 +416,11 @@ pub async fn end(web: &Web, headers: &HeaderMap, viewer: &Viewer) -> HeaderValue
         if let Some((refresh_token,)) = refresh {
             let call = Call::new(Method::POST, "/api/logout")
                 .json(&serde_json::json!({ "refresh_token": refresh_token }));
-            if let Err(err) = web.backend().send(Svc::Identity, call, viewer.caller()).await {
+            if let Err(err) = web
+                .backend()
+                .send(Svc::Identity, call, viewer.caller())
+                .await
+            {
                 tracing::warn!(error = ?err, "identity did not take the logout; the session ends here anyway");
             }
         }
@@ -561,7 +565,10 @@ mod tests {
     #[test]
     fn the_session_cookie_is_http_only_lax_and_secure_over_https() {
         let plain = cookie(SESSION_COOKIE, "t", false, Some(60));
-        assert_eq!(plain, "dure_session=t; Path=/; HttpOnly; SameSite=Lax; Max-Age=60");
+        assert_eq!(
+            plain,
+            "dure_session=t; Path=/; HttpOnly; SameSite=Lax; Max-Age=60"
+        );
         assert!(cookie(SESSION_COOKIE, "t", true, None).ends_with("; Secure"));
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));

@@ -126,7 +126,11 @@ pub async fn signup(
     }
     let created = web
         .backend()
-        .send(Svc::Identity, Call::new(Method::POST, "/api/users").json(&body), viewer.caller())
+        .send(
+            Svc::Identity,
+            Call::new(Method::POST, "/api/users").json(&body),
+            viewer.caller(),
+        )
         .await;
     let status = match created {
         Ok(_) => return sign_in(&web, &viewer, &form.username, &form.password, "/").await,
@@ -188,7 +192,11 @@ async fn sign_in(
 ) -> Result<Response, PageError> {
     let call = Call::new(Method::POST, "/api/login")
         .json(&json!({ "username": username, "password": password }));
-    match web.backend().json::<Tokens>(Svc::Identity, call, viewer.caller()).await {
+    match web
+        .backend()
+        .json::<Tokens>(Svc::Identity, call, viewer.caller())
+        .await
+    {
         Ok(tokens) => {
             let cookie = session::start(web, &tokens, viewer.secure).await?;
             let mut response = see_other(next);
@@ -232,7 +240,8 @@ pub async fn settings_form(
     viewer.require()?;
     let (chrome, account) = tokio::join!(
         Chrome::of(&web, &viewer),
-        web.backend().get::<Account>(Svc::Identity, "/api/user", viewer.caller())
+        web.backend()
+            .get::<Account>(Svc::Identity, "/api/user", viewer.caller())
     );
     let account = account?;
     render(&SettingsPage {
@@ -253,14 +262,24 @@ pub async fn settings(
 ) -> Result<Response, PageError> {
     viewer.require()?;
     let mut change = Map::new();
-    change.insert("display_name".into(), Value::from(form.display_name.as_str()));
+    change.insert(
+        "display_name".into(),
+        Value::from(form.display_name.as_str()),
+    );
     change.insert("email".into(), Value::from(form.email.as_str()));
     if filled(&form.new_password).is_some() {
         change.insert("password".into(), Value::from(form.new_password.as_str()));
-        change.insert("current_password".into(), Value::from(form.current_password.as_str()));
+        change.insert(
+            "current_password".into(),
+            Value::from(form.current_password.as_str()),
+        );
     }
     let call = Call::new(Method::PATCH, "/api/user").json(&change);
-    match web.backend().send(Svc::Identity, call, viewer.caller()).await {
+    match web
+        .backend()
+        .send(Svc::Identity, call, viewer.caller())
+        .await
+    {
         Ok(_) => {
             // The header shows the display name from the access token.
             session::refresh_soon(&web, &headers).await;
@@ -271,7 +290,8 @@ pub async fn settings(
         {
             let (chrome, account) = tokio::join!(
                 Chrome::of(&web, &viewer),
-                web.backend().get::<Account>(Svc::Identity, "/api/user", viewer.caller())
+                web.backend()
+                    .get::<Account>(Svc::Identity, "/api/user", viewer.caller())
             );
             let page = SettingsPage {
                 chrome,
@@ -307,7 +327,9 @@ pub async fn delete(
         ));
     }
     let call = Call::new(Method::DELETE, "/api/user");
-    web.backend().send(Svc::Identity, call, viewer.caller()).await?;
+    web.backend()
+        .send(Svc::Identity, call, viewer.caller())
+        .await?;
     session::end_all(&web, &user.user_id).await;
     let gone = Viewer {
         user: None,

@@ -85,7 +85,8 @@ pub async fn show(
     let id = page::id(&id)?;
     let (chrome, notice) = tokio::join!(
         Chrome::of(&web, &viewer),
-        web.backend().get::<Notice>(Svc::Notice, format!("/api/notice/{id}"), viewer.caller())
+        web.backend()
+            .get::<Notice>(Svc::Notice, format!("/api/notice/{id}"), viewer.caller())
     );
     render(&NoticePage {
         chrome,
@@ -96,7 +97,11 @@ pub async fn show(
 
 pub async fn new_form(State(web): State<Web>, viewer: Viewer) -> Result<Response, PageError> {
     viewer.require_admin()?;
-    let empty = NoticeForm { title: String::new(), body: String::new(), pinned: None };
+    let empty = NoticeForm {
+        title: String::new(),
+        body: String::new(),
+        pinned: None,
+    };
     render(&form(Chrome::of(&web, &viewer).await, empty, None))
 }
 
@@ -111,13 +116,20 @@ pub async fn publish(
         "body": written.body,
         "pinned": written.pinned.is_some(),
     }));
-    match web.backend().json::<Notice>(Svc::Notice, call, viewer.caller()).await {
+    match web
+        .backend()
+        .json::<Notice>(Svc::Notice, call, viewer.caller())
+        .await
+    {
         Ok(notice) => Ok(see_other(&format!("/notices/{}", notice.id))),
         Err(Failure::Refused(problem))
             if problem.status.is_client_error() && problem.status != StatusCode::UNAUTHORIZED =>
         {
             let chrome = Chrome::of(&web, &viewer).await;
-            Ok(render_status(problem.status, &form(chrome, written, Some(problem.message()))))
+            Ok(render_status(
+                problem.status,
+                &form(chrome, written, Some(problem.message())),
+            ))
         }
         Err(other) => Err(other.into()),
     }
@@ -131,6 +143,8 @@ pub async fn delete(
     viewer.require_admin()?;
     let id = page::id(&id)?;
     let call = Call::new(Method::DELETE, format!("/api/notice/{id}"));
-    web.backend().send(Svc::Notice, call, viewer.caller()).await?;
+    web.backend()
+        .send(Svc::Notice, call, viewer.caller())
+        .await?;
     Ok(see_other("/notices"))
 }

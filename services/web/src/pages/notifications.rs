@@ -50,7 +50,9 @@ pub async fn list(
 pub async fn read_all(State(web): State<Web>, viewer: Viewer) -> Result<Response, PageError> {
     viewer.require()?;
     let call = Call::new(Method::POST, "/api/notifications/read-all");
-    web.backend().send(Svc::Notification, call, viewer.caller()).await?;
+    web.backend()
+        .send(Svc::Notification, call, viewer.caller())
+        .await?;
     Ok(see_other("/notifications"))
 }
 
@@ -62,7 +64,9 @@ pub async fn read_one(
     viewer.require()?;
     let id = page::id(&id)?;
     let call = Call::new(Method::POST, format!("/api/notifications/{id}/read"));
-    web.backend().send(Svc::Notification, call, viewer.caller()).await?;
+    web.backend()
+        .send(Svc::Notification, call, viewer.caller())
+        .await?;
     Ok(see_other("/notifications"))
 }
 

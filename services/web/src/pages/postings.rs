@@ -52,11 +52,23 @@ pub struct CommentForm {
     pub body: String,
 }
 
-fn form(chrome: Chrome, editing: Option<&str>, written: Written, error: Option<String>) -> PostingForm {
+fn form(
+    chrome: Chrome,
+    editing: Option<&str>,
+    written: Written,
+    error: Option<String>,
+) -> PostingForm {
     PostingForm {
         chrome,
-        heading: if editing.is_some() { "Edit the posting" } else { "Write a posting" },
-        action: editing.map_or_else(|| "/postings/new".to_owned(), |id| format!("/postings/{id}/edit")),
+        heading: if editing.is_some() {
+            "Edit the posting"
+        } else {
+            "Write a posting"
+        },
+        action: editing.map_or_else(
+            || "/postings/new".to_owned(),
+            |id| format!("/postings/{id}/edit"),
+        ),
         button: if editing.is_some() { "Save" } else { "Publish" },
         cancel: editing.map_or_else(|| "/".to_owned(), |id| format!("/postings/{id}")),
         title: written.title,
@@ -69,11 +81,21 @@ fn form(chrome: Chrome, editing: Option<&str>, written: Written, error: Option<S
 
 /// The form again with what was written and why it was refused; a service
 /// that did not answer is an error page.
-fn refused(chrome: Chrome, editing: Option<&str>, written: Written, failure: Failure) -> Result<Response, PageError> {
+fn refused(
+    chrome: Chrome,
+    editing: Option<&str>,
+    written: Written,
+    failure: Failure,
+) -> Result<Response, PageError> {
     match failure {
-        Failure::Refused(problem) if problem.status.is_client_error() && problem.status != StatusCode::UNAUTHORIZED => {
+        Failure::Refused(problem)
+            if problem.status.is_client_error() && problem.status != StatusCode::UNAUTHORIZED =>
+        {
             let status = problem.status;
-            Ok(render_status(status, &form(chrome, editing, written, Some(problem.message()))))
+            Ok(render_status(
+                status,
+                &form(chrome, editing, written, Some(problem.message())),
+            ))
         }
         other => Err(other.into()),
     }
@@ -81,7 +103,10 @@ fn refused(chrome: Chrome, editing: Option<&str>, written: Written, failure: Fai
 
 pub async fn new_form(State(web): State<Web>, viewer: Viewer) -> Result<Response, PageError> {
     viewer.require()?;
-    let written = Written { title: String::new(), body: String::new() };
+    let written = Written {
+        title: String::new(),
+        body: String::new(),
+    };
     render(&form(Chrome::of(&web, &viewer).await, None, written, None))
 }
 
@@ -95,7 +120,11 @@ pub async fn publish(
         "title": written.title,
         "body": written.body,
     }));
-    match web.backend().json::<Posting>(Svc::Posting, call, viewer.caller()).await {
+    match web
+        .backend()
+        .json::<Posting>(Svc::Posting, call, viewer.caller())
+        .await
+    {
         Ok(posting) => Ok(see_other(&format!("/postings/{}", posting.id))),
         Err(failure) => refused(Chrome::of(&web, &viewer).await, None, written, failure),
     }
@@ -109,10 +138,14 @@ pub async fn show(
 ) -> Result<Response, PageError> {
     let id = page::id(&id)?;
     let backend = web.backend();
-    let posting = backend.get::<Posting>(Svc::Posting, format!("/api/postings/{id}"), viewer.caller());
+    let posting =
+        backend.get::<Posting>(Svc::Posting, format!("/api/postings/{id}"), viewer.caller());
     let comments = backend.get::<ListPage<Comment>>(
         Svc::Posting,
-        after(&format!("/api/postings/{id}/comments?limit=50"), page.cursor.as_deref()),
+        after(
+            &format!("/api/postings/{id}/comments?limit=50"),
+            page.cursor.as_deref(),
+        ),
         viewer.caller(),
     );
     let (mut chrome, posting, comments) =
@@ -149,13 +182,20 @@ pub async fn edit_form(
     let id = page::id(&id)?;
     let (chrome, posting) = tokio::join!(
         Chrome::of(&web, &viewer),
-        web.backend().get::<Posting>(Svc::Posting, format!("/api/postings/{id}"), viewer.caller())
+        web.backend()
+            .get::<Posting>(Svc::Posting, format!("/api/postings/{id}"), viewer.caller())
     );
     let posting = posting?;
     if !viewer.may_edit(&posting.author.id) {
-        return Err(PageError::new(StatusCode::FORBIDDEN, "Only its author or an admin can edit this posting."));
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "Only its author or an admin can edit this posting.",
+        ));
     }
-    let written = Written { title: posting.title, body: posting.body };
+    let written = Written {
+        title: posting.title,
+        body: posting.body,
+    };
     render(&form(chrome, Some(&id), written, None))
 }
 
@@ -171,7 +211,11 @@ pub async fn edit(
         "title": written.title,
         "body": written.body,
     }));
-    match web.backend().send(Svc::Posting, call, viewer.caller()).await {
+    match web
+        .backend()
+        .send(Svc::Posting, call, viewer.caller())
+        .await
+    {
         Ok(_) => Ok(see_other(&format!("/postings/{id}"))),
         Err(failure) => refused(Chrome::of(&web, &viewer).await, Some(&id), written, failure),
     }
@@ -185,7 +229,9 @@ pub async fn delete(
     viewer.require()?;
     let id = page::id(&id)?;
     let call = Call::new(Method::DELETE, format!("/api/postings/{id}"));
-    web.backend().send(Svc::Posting, call, viewer.caller()).await?;
+    web.backend()
+        .send(Svc::Posting, call, viewer.caller())
+        .await?;
     Ok(see_other("/"))
 }
 
@@ -199,7 +245,10 @@ pub async fn comment(
     let id = page::id(&id)?;
     let call = Call::new(Method::POST, format!("/api/postings/{id}/comments"))
         .json(&json!({ "body": written.body }));
-    let comment: Comment = web.backend().json(Svc::Posting, call, viewer.caller()).await?;
+    let comment: Comment = web
+        .backend()
+        .json(Svc::Posting, call, viewer.caller())
+        .await?;
     Ok(see_other(&format!("/postings/{id}#comment-{}", comment.id)))
 }
 
@@ -211,7 +260,12 @@ pub async fn delete_comment(
     viewer.require()?;
     let id = page::id(&id)?;
     let comment_id = page::id(&comment_id)?;
-    let call = Call::new(Method::DELETE, format!("/api/postings/{id}/comments/{comment_id}"));
-    web.backend().send(Svc::Posting, call, viewer.caller()).await?;
+    let call = Call::new(
+        Method::DELETE,
+        format!("/api/postings/{id}/comments/{comment_id}"),
+    );
+    web.backend()
+        .send(Svc::Posting, call, viewer.caller())
+        .await?;
     Ok(see_other(&format!("/postings/{id}#comments")))
 }

@@ -26,10 +26,14 @@ pub async fn show(
 ) -> Result<Response, PageError> {
     let id = page::id(&id)?;
     let backend = web.backend();
-    let profile = backend.get::<Profile>(Svc::Identity, format!("/api/users/{id}"), viewer.caller());
+    let profile =
+        backend.get::<Profile>(Svc::Identity, format!("/api/users/{id}"), viewer.caller());
     let postings = backend.get::<ListPage<Posting>>(
         Svc::Posting,
-        after(&format!("/api/postings?limit=20&author={id}"), page.cursor.as_deref()),
+        after(
+            &format!("/api/postings?limit=20&author={id}"),
+            page.cursor.as_deref(),
+        ),
         viewer.caller(),
     );
     let (mut chrome, profile, postings) =
