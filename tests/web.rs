@@ -348,6 +348,16 @@ async fn every_page(topology: Topology) {
         page.body
     );
 
+    // Signed out, "Sign in" comes back to the page it was clicked on.
+    let visited = stranger.get(&posting).await;
+    assert!(
+        visited
+            .body
+            .contains(&format!("href=\"/signin?next={}\"", encode(&posting))),
+        "{}",
+        visited.body
+    );
+
     // A second user comments; only the author may edit or delete.
     let mut bob = Browser::new(&gateway);
     bob.sign_up("bob").await;

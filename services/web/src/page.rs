@@ -30,6 +30,8 @@ pub struct Chrome {
     /// `None` when notification could not say (no badge then).
     pub unread: Option<i64>,
     pub csrf: String,
+    /// This page, percent-encoded: where "Sign in" comes back to.
+    pub here: String,
     pub css: String,
     pub js: String,
     /// "Postings are unavailable right now", one per missing part.
@@ -54,6 +56,7 @@ impl Chrome {
             }),
             unread: None,
             csrf: viewer.csrf.clone(),
+            here: crate::backend::encode(&safe_next(Some(&viewer.here))),
             css: web.assets().css_path(),
             js: web.assets().js_path(),
             unavailable: Vec::new(),
