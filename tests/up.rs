@@ -206,14 +206,15 @@ async fn serves_the_api_and_stops_gracefully(topology: Topology) {
                 .iter()
                 .filter(|l| l.starts_with("starting "))
                 .collect();
-            assert_eq!(started.len(), 6, "{started:?}");
+            // The registry, five services, the gateway.
+            assert_eq!(started.len(), 7, "{started:?}");
             assert!(
                 started
                     .iter()
                     .all(|l| l.ends_with(&format!("in this process (pid {pid}) …"))),
                 "{started:?}"
             );
-            for service in ["identity", "posting", "notice", "notification"] {
+            for service in ["identity", "posting", "notice", "notification", "web"] {
                 let file = system.data_dir.join(format!("{service}.db"));
                 assert!(file.is_file(), "{} missing", file.display());
             }
