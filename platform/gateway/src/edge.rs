@@ -131,6 +131,7 @@ impl Connection {
             .matching(request.uri().path())
             .map_or("unmatched", |(prefix, _)| prefix)
             .to_owned();
+        let page = crate::site::is_page(request.uri().path());
         let observation = Observation::begin(&mut request, route);
         let client = self
             .gateway
@@ -152,6 +153,7 @@ impl Connection {
             .await;
         let response = match handled {
             Ok(Ok(response)) => response,
+            Ok(Err(err)) if page => crate::site::error_page(err.into_response()).await,
             Ok(Err(err)) => err.into_response(),
             Err(panic) => panic_to_problem(panic),
         };

@@ -16,6 +16,7 @@
 //! - [`openapi`]: the merged OpenAPI document.
 //! - [`home`]: `GET /api/home`, composed from three services, degrading
 //!   part by part.
+//! - [`site`]: the gateway's own errors for a page request, as HTML.
 //!
 //! Each upstream service is called through its own circuit breaker and
 //! bulkhead; instances that keep failing are ejected for a while; retries
@@ -29,6 +30,7 @@ pub mod openapi;
 pub mod pool;
 pub mod proxy;
 pub mod rate_limit;
+pub mod site;
 pub mod upstreams;
 
 use anyhow::Context;

@@ -228,19 +228,25 @@ async fn oversize_bodies_are_413_before_any_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_internal_and_registry_routes_are_404() {
     let (_registry, _upstreams, gateway) = setup(|_| {}).await;
-    for path in [
-        "/api/nothing",
-        "/internal/secret",
-        "/internal/descriptor",
-        "/v1/services",
-        "/v1/instances",
-        "/",
-    ] {
+    for path in ["/api/nothing", "/internal/descriptor"] {
         assert_problem(
             get(format!("{}{path}", gateway.url())).await,
             StatusCode::NOT_FOUND,
         )
         .await;
+    }
+    // Outside /api/ a browser asks for pages: the same 404, as a page.
+    for path in ["/internal/secret", "/v1/services", "/v1/instances", "/"] {
+        let response = get(format!("{}{path}", gateway.url())).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(kind.starts_with("text/html"), "{path}: {kind}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("There is no such page."), "{path}: {body}");
+        assert!(!body.contains("internal"), "{path}: {body}");
     }
 }
 
