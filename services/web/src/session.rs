@@ -38,7 +38,8 @@ pub const CSRF_COOKIE: &str = "dure_csrf";
 /// How long a session lasts without a visit (identity's refresh tokens last
 /// as long by default).
 const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Refresh this long before the access token expires.
+/// Refresh this long before the access token expires (at most a quarter
+/// of its lifetime).
 const REFRESH_MARGIN: i64 = 60;
 /// A refresh claimed longer ago than this was abandoned (its process died).
 const REFRESH_STALE: i64 = 15;
@@ -232,7 +233,7 @@ async fn current(
             return None;
         }
     };
-    if row.access_expires_at - now > REFRESH_MARGIN {
+    if now < row.refresh_at {
         return row.signed_in();
     }
     let caller = Caller {
@@ -248,6 +249,7 @@ struct Row {
     access_token: String,
     refresh_token: String,
     access_expires_at: i64,
+    refresh_at: i64,
     csrf: String,
 }
 
@@ -260,7 +262,7 @@ impl Row {
 
 async fn load(web: &Web, hash: &str, now: i64) -> Result<Option<Row>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT access_token, refresh_token, access_expires_at, csrf FROM sessions WHERE token_hash = $1 AND expires_at > $2",
+        "SELECT access_token, refresh_token, access_expires_at, refresh_at, csrf FROM sessions WHERE token_hash = $1 AND expires_at > $2",
     )
     .bind(hash)
     .bind(now)
@@ -276,18 +278,21 @@ async fn refresh(
     caller: Caller<'_>,
 ) -> Option<(SignedIn, String)> {
     let now = unix_now();
+    // Only while the row still holds the refresh token read above: one that
+    // another request has spent already would revoke the whole family.
     let claimed = sqlx::query(
-        "UPDATE sessions SET refreshing_since = $1 WHERE token_hash = $2 AND (refreshing_since IS NULL OR refreshing_since < $3)",
+        "UPDATE sessions SET refreshing_since = $1 WHERE token_hash = $2 AND refresh_token = $3 AND (refreshing_since IS NULL OR refreshing_since < $4)",
     )
     .bind(now)
     .bind(hash)
+    .bind(&row.refresh_token)
     .bind(now - REFRESH_STALE)
     .execute(web.db().pool())
     .await
     .map(|done| done.rows_affected() == 1)
     .unwrap_or(false);
     if !claimed {
-        return wait_for_refresh(web, hash, row).await;
+        return wait_for_refresh(web, hash).await;
     }
     let call = Call::new(Method::POST, "/api/token/refresh").json(&serde_json::json!({
         "refresh_token": row.refresh_token,
@@ -300,11 +305,12 @@ async fn refresh(
         Ok(tokens) => {
             let now = unix_now();
             let stored = sqlx::query(
-                "UPDATE sessions SET access_token = $1, refresh_token = $2, access_expires_at = $3, refreshing_since = NULL, expires_at = $4 WHERE token_hash = $5",
+                "UPDATE sessions SET access_token = $1, refresh_token = $2, access_expires_at = $3, refresh_at = $4, refreshing_since = NULL, expires_at = $5 WHERE token_hash = $6",
             )
             .bind(&tokens.access_token)
             .bind(&tokens.refresh_token)
             .bind(now + tokens.expires_in)
+            .bind(refresh_at(now, tokens.expires_in))
             .bind(now + SESSION_TTL.as_secs() as i64)
             .bind(hash)
             .execute(web.db().pool())
@@ -317,6 +323,7 @@ async fn refresh(
                 access_token: tokens.access_token,
                 refresh_token: tokens.refresh_token,
                 access_expires_at: now + tokens.expires_in,
+                refresh_at: refresh_at(now, tokens.expires_in),
                 csrf: row.csrf,
             }
             .signed_in()
@@ -345,21 +352,24 @@ async fn refresh(
     }
 }
 
-/// Another request of this session is refreshing: use the token while it
-/// is valid, else wait (briefly) for the new one.
-async fn wait_for_refresh(web: &Web, hash: &str, row: Row) -> Option<(SignedIn, String)> {
-    if row.access_expires_at > unix_now() {
-        return row.signed_in();
-    }
+/// Another request of this session has refreshed or is refreshing: the
+/// row's token as soon as it is valid (the new one, or the old one while it
+/// lasts), waiting briefly for the refresh when neither is.
+async fn wait_for_refresh(web: &Web, hash: &str) -> Option<(SignedIn, String)> {
     for _ in 0..30 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
         match load(web, hash, unix_now()).await {
             Ok(Some(fresh)) if fresh.access_expires_at > unix_now() => return fresh.signed_in(),
             Ok(Some(_)) => {}
             _ => return None,
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
+}
+
+/// When to refresh a token that lives `expires_in` seconds from `now`.
+fn refresh_at(now: i64, expires_in: i64) -> i64 {
+    now + expires_in - REFRESH_MARGIN.min(expires_in / 4)
 }
 
 /// Starts a session for `tokens`: the row, and the `Set-Cookie` value.
@@ -379,13 +389,14 @@ pub async fn start(web: &Web, tokens: &Tokens, secure: bool) -> Result<HeaderVal
         .execute(pool)
         .await;
     sqlx::query(
-        "INSERT INTO sessions (token_hash, user_id, access_token, refresh_token, access_expires_at, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO sessions (token_hash, user_id, access_token, refresh_token, access_expires_at, refresh_at, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(hash(&token))
     .bind(&user.user_id)
     .bind(&tokens.access_token)
     .bind(&tokens.refresh_token)
     .bind(now + tokens.expires_in)
+    .bind(refresh_at(now, tokens.expires_in))
     .bind(random_token())
     .bind(dure_chassis::clock::now())
     .bind(now + ttl)
@@ -444,7 +455,7 @@ pub async fn end_all(web: &Web, user_id: &str) {
 /// changed display name shows at once).
 pub async fn refresh_soon(web: &Web, headers: &HeaderMap) {
     if let Some(token) = Cookies::of(headers).get(SESSION_COOKIE) {
-        let _ = sqlx::query("UPDATE sessions SET access_expires_at = 0 WHERE token_hash = $1")
+        let _ = sqlx::query("UPDATE sessions SET refresh_at = 0 WHERE token_hash = $1")
             .bind(hash(token))
             .execute(web.db().pool())
             .await;
@@ -594,6 +605,12 @@ mod tests {
         assert_eq!(user.display_name, "Ann");
         assert!(user.admin);
         assert!(claims("not-a-jwt").is_none());
+    }
+
+    #[test]
+    fn tokens_are_refreshed_before_they_expire() {
+        assert_eq!(refresh_at(1000, 900), 1000 + 900 - 60);
+        assert_eq!(refresh_at(1000, 10), 1000 + 10 - 2);
     }
 
     #[test]
