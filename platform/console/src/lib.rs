@@ -1,0 +1,166 @@
+//! The operator console of `dure up`: every process it runs, their logs,
+//! and actions on them (restart, stop, start, kill, pause, resume), as web
+//! pages and as JSON for scripts, on its own port (docs/console.md).
+//!
+//! The console does not start or watch processes itself: the supervisor
+//! that does (the CLI's `dure up`) hands it a [`Processes`] and feeds a
+//! [`LogBuffer`] with every line its children write.
+//!
+//! # Layout
+//! - [`Console`] (here): the state, the router and [`serve`].
+//! - [`resources`]: what a process looks like, the actions, the
+//!   supervisor's trait.
+//! - [`logs`]: parsing children's JSON lines, the bounded buffer, search.
+//! - [`guard`]: who may call: loopback or a token, and no cross-site POST.
+//! - [`pages`]: the HTML pages and their assets.
+
+#![forbid(unsafe_code)]
+
+pub mod guard;
+pub mod logs;
+pub mod pages;
+pub mod resources;
+
+pub use logs::{LogBuffer, LogLine, LogQuery};
+pub use resources::{Action, Processes, Refusal, Resource, State};
+
+use axum::Router;
+use axum::extract::{Path, Query, State as Shared};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// The console's state, shared by its handlers.
+#[derive(Clone)]
+pub struct Console {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    processes: Arc<dyn Processes>,
+    logs: Arc<LogBuffer>,
+    guard: guard::Guard,
+}
+
+impl Console {
+    /// A console over `processes` and `logs`; `token`, when set, is
+    /// required of every request (for a console on a non-loopback address).
+    pub fn new(processes: Arc<dyn Processes>, logs: Arc<LogBuffer>, token: Option<String>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                processes,
+                logs,
+                guard: guard::Guard::new(token),
+            }),
+        }
+    }
+
+    pub fn processes(&self) -> &dyn Processes {
+        self.inner.processes.as_ref()
+    }
+
+    pub fn logs(&self) -> &LogBuffer {
+        &self.inner.logs
+    }
+
+    pub fn guard(&self) -> &guard::Guard {
+        &self.inner.guard
+    }
+
+    /// The pages, the JSON API, and the guard in front of both.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/", get(pages::resources))
+            .route("/logs", get(pages::logs))
+            .route("/resources/{instance_id}/{action}", post(pages::act))
+            .route("/assets/{name}", get(pages::asset))
+            .route("/api/resources", get(resources_json))
+            .route("/api/resources/{instance_id}/{action}", post(act_json))
+            .route("/api/logs", get(logs_json))
+            .fallback(not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                guard::layer,
+            ))
+            .layer(axum::middleware::map_response(pages::headers))
+            .with_state(self.clone())
+    }
+
+    /// Carries out `action` on `instance_id`, as both the API and the pages do.
+    pub fn act(&self, instance_id: &str, action: &str) -> Result<Action, (StatusCode, String)> {
+        let action: Action = action
+            .parse()
+            .map_err(|err: String| (StatusCode::NOT_FOUND, err))?;
+        match self.processes().act(instance_id, action) {
+            Ok(()) => {
+                tracing::info!(instance_id, action = action.as_str(), "console action");
+                Ok(action)
+            }
+            Err(Refusal::Unknown) => Err((
+                StatusCode::NOT_FOUND,
+                format!("there is no process {instance_id:?}"),
+            )),
+            Err(Refusal::Conflict(why)) => Err((StatusCode::CONFLICT, why)),
+        }
+    }
+}
+
+/// Serves `console` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    console: Console,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = console
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn resources_json(Shared(console): Shared<Console>) -> Response {
+    axum::Json(json!({ "resources": console.processes().list() })).into_response()
+}
+
+async fn act_json(
+    Shared(console): Shared<Console>,
+    Path((instance_id, action)): Path<(String, String)>,
+) -> Response {
+    match console.act(&instance_id, &action) {
+        Ok(action) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "instance_id": instance_id, "action": action.as_str() })),
+        )
+            .into_response(),
+        Err((status, detail)) => problem(status, &detail),
+    }
+}
+
+async fn logs_json(Shared(console): Shared<Console>, Query(query): Query<LogQuery>) -> Response {
+    axum::Json(json!({ "lines": console.logs().search(&query) })).into_response()
+}
+
+async fn not_found() -> Response {
+    problem(StatusCode::NOT_FOUND, "no such page or endpoint")
+}
+
+/// An error answer of the JSON API (RFC 9457).
+pub fn problem(status: StatusCode, detail: &str) -> Response {
+    let body = json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
