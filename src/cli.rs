@@ -104,6 +104,40 @@ pub struct UpArgs {
     /// process's name) or json (passed through unchanged, for a log shipper)
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Show every child's line at the terminal, each request's included
+    /// (by default: starts, stops, warnings and errors)
+    #[arg(long, env = "DURE_VERBOSE")]
+    pub verbose: bool,
+    /// Whether a child that dies is started again (after a pause that
+    /// doubles while it keeps dying, up to 30 s)
+    #[arg(
+        long,
+        env = "DURE_RESTART",
+        value_name = "POLICY",
+        value_enum,
+        default_value = "on-failure"
+    )]
+    pub restart: crate::up::Restart,
+    /// Where the operator console listens; off loopback it needs a token
+    /// (DURE_CONSOLE_TOKEN, or a random one printed at start)
+    #[arg(
+        long,
+        env = "DURE_CONSOLE",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8090"
+    )]
+    pub console: SocketAddr,
+    /// Run without the operator console
+    #[arg(long, env = "DURE_NO_CONSOLE")]
+    pub no_console: bool,
+    /// Log lines the console keeps (all processes together)
+    #[arg(
+        long,
+        env = "DURE_CONSOLE_LOG_LINES",
+        value_name = "N",
+        default_value = "10000"
+    )]
+    pub console_log_lines: usize,
 }
 
 #[derive(Debug, Clone, clap::Args)]

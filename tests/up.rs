@@ -246,7 +246,8 @@ async fn serves_the_api_and_stops_gracefully(topology: Topology) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_loses_no_get_and_leaves_the_registry() {
-    let system = System::start(&["--replicas", "identity=2"]);
+    // Left dead, so that its lease can be seen to expire.
+    let system = System::start(&["--replicas", "identity=2", "--restart", "never"]);
     let client = reqwest::Client::new();
     let token = sign_up_and_login(&client, &system.gateway).await;
     assert_eq!(instances(&client, &system.registry, "identity").await, 2);

@@ -76,7 +76,7 @@ for topology in multi single; do
   [ "$topology" = single ] && flags+=(--single-process)
   rm -rf "$WORK/data"
   DURE_RATE_LIMIT=0 DURE_ADMIN_PASSWORD="bench admin password" RUST_LOG=warn \
-    "$DURE" up "${flags[@]}" --data-dir "$WORK/data" \
+    "$DURE" up --no-console "${flags[@]}" --data-dir "$WORK/data" \
     --gateway-listen "127.0.0.1:$GATEWAY_PORT" --registry-listen "127.0.0.1:$REGISTRY_PORT" \
     > "$WORK/up-$topology.log" 2>&1 &
   UP=$!

@@ -40,7 +40,7 @@ trap '[ -n "$UP" ] && { kill -INT "$UP" 2>/dev/null; wait "$UP" 2>/dev/null; }; 
 G="http://127.0.0.1:$GATEWAY_PORT"
 ADMIN="bench admin password"
 DURE_RATE_LIMIT=0 DURE_ADMIN_PASSWORD="$ADMIN" RUST_LOG=warn \
-  "$DURE" up --data-dir "$WORK/data" \
+  "$DURE" up --no-console --data-dir "$WORK/data" \
   --gateway-listen "127.0.0.1:$GATEWAY_PORT" --registry-listen "127.0.0.1:$REGISTRY_PORT" \
   > "$WORK/up.log" 2>&1 &
 UP=$!

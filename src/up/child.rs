@@ -1,9 +1,11 @@
 //! One supervised child process: spawned with `dure run <service>`, its
-//! output pumped to ours with a coloured prefix, its last lines kept for the
-//! report if it dies.
+//! lines kept for the console and for the report if it dies, and shown on
+//! our output with a coloured prefix: starts, stops, warnings and errors,
+//! not every request (`--verbose` shows those too).
 
 use super::logs;
 use anyhow::Context;
+use dure_console::LogBuffer;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::collections::VecDeque;
@@ -30,6 +32,17 @@ pub struct Exit {
     pub status: String,
 }
 
+/// Where a child's lines go.
+#[derive(Clone)]
+pub struct Output {
+    /// Pass lines through unchanged (`--log-format json`).
+    pub raw: bool,
+    /// Show every line, requests included.
+    pub verbose: bool,
+    /// The console's buffer, if there is a console.
+    pub logs: Option<Arc<LogBuffer>>,
+}
+
 pub struct Child {
     pid: Option<u32>,
     last_lines: Arc<Mutex<VecDeque<String>>>,
@@ -42,7 +55,7 @@ impl Child {
         label: &str,
         service: &str,
         env: &[(String, String)],
-        raw_logs: bool,
+        output: Output,
         exits: mpsc::UnboundedSender<Exit>,
     ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the dure binary")?;
@@ -66,11 +79,18 @@ impl Child {
         } else {
             format!("{label:>12} |")
         };
+        let pump_to = |stream| Pump {
+            label: label.to_owned(),
+            prefix: prefix.clone(),
+            last_lines: last_lines.clone(),
+            output: output.clone(),
+            stream,
+        };
         if let Some(stdout) = process.stdout.take() {
-            tokio::spawn(pump(stdout, prefix.clone(), last_lines.clone(), raw_logs));
+            tokio::spawn(pump_to(Box::new(stdout) as Box<dyn AsyncRead + Send + Unpin>).run());
         }
         if let Some(stderr) = process.stderr.take() {
-            tokio::spawn(pump(stderr, prefix, last_lines.clone(), raw_logs));
+            tokio::spawn(pump_to(Box::new(stderr)).run());
         }
 
         let (stop_tx, stop_rx) = oneshot::channel::<oneshot::Sender<Option<ExitStatus>>>();
@@ -125,26 +145,34 @@ impl Child {
     }
 }
 
-/// Prints a child's lines: rendered and prefixed, or (`raw`) as they are.
-async fn pump(
-    stream: impl AsyncRead + Unpin,
+/// One of a child's output streams, and where its lines go.
+struct Pump {
+    label: String,
     prefix: String,
     last_lines: Arc<Mutex<VecDeque<String>>>,
-    raw: bool,
-) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let rendered = logs::render(&line);
-        if raw {
-            println!("{line}");
-        } else {
-            println!("{prefix} {rendered}");
-        }
-        if let Ok(mut kept) = last_lines.lock() {
-            if kept.len() == KEPT_LINES {
-                kept.pop_front();
+    output: Output,
+    stream: Box<dyn AsyncRead + Send + Unpin>,
+}
+
+impl Pump {
+    async fn run(self) {
+        let mut lines = BufReader::new(self.stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(buffer) = &self.output.logs {
+                buffer.push(&self.label, &line);
             }
-            kept.push_back(rendered);
+            let rendered = logs::render(&line);
+            if self.output.raw {
+                println!("{line}");
+            } else if self.output.verbose || logs::worth_showing(&line) {
+                println!("{} {rendered}", self.prefix);
+            }
+            if let Ok(mut kept) = self.last_lines.lock() {
+                if kept.len() == KEPT_LINES {
+                    kept.pop_front();
+                }
+                kept.push_back(rendered);
+            }
         }
     }
 }

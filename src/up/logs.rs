@@ -1,5 +1,7 @@
 //! A child's JSON log line, made readable: `12:00:01 INFO message k=v …`.
-//! Lines that are not JSON pass through unchanged.
+//! Lines that are not JSON pass through unchanged. At the terminal, a
+//! request's access line is left out unless it is a warning or an error
+//! (the console keeps them all).
 
 use serde_json::{Map, Value};
 
@@ -41,6 +43,25 @@ pub fn render(line: &str) -> String {
     out
 }
 
+/// Whether the terminal shows `line` by default: everything but requests'
+/// access lines below WARN (long-polls, heartbeats and page views would
+/// fill it) and DEBUG/TRACE lines.
+pub fn worth_showing(line: &str) -> bool {
+    let Ok(Value::Object(record)) = serde_json::from_str::<Value>(line) else {
+        return true;
+    };
+    let level = record
+        .get("level")
+        .and_then(Value::as_str)
+        .unwrap_or("INFO");
+    let message = record.get("message").and_then(Value::as_str).unwrap_or("");
+    match level {
+        "ERROR" | "WARN" => true,
+        "INFO" => message != "request",
+        _ => false,
+    }
+}
+
 /// The name a field is shown under, if at all. A request's span names its
 /// fields as OpenTelemetry does; a reader wants `method` and `route`. The
 /// rest is for trace viewers.
@@ -66,5 +87,21 @@ mod tests {
             "12:00:01  INFO request status=200 method=GET route=/api/user"
         );
         assert_eq!(render("plain text"), "plain text");
+    }
+
+    #[test]
+    fn requests_stay_off_the_terminal_unless_they_failed() {
+        use super::worth_showing;
+        assert!(!worth_showing(
+            r#"{"level":"INFO","message":"request","status":200}"#
+        ));
+        assert!(worth_showing(
+            r#"{"level":"WARN","message":"request","status":503}"#
+        ));
+        assert!(worth_showing(
+            r#"{"level":"INFO","message":"posting ready"}"#
+        ));
+        assert!(!worth_showing(r#"{"level":"DEBUG","message":"polling"}"#));
+        assert!(worth_showing("a panic message in plain text"));
     }
 }

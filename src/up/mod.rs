@@ -4,14 +4,18 @@
 //! It starts the registry (on 8761), then every service (on free ports,
 //! registering themselves), then the gateway (on 8080), shows their start-up, waits until
 //! each answers `/readyz`, prints a table, then streams the children's logs
-//! prefixed with their names. ctrl-c or SIGTERM stops the children gracefully
-//! (SIGTERM, then SIGKILL after the grace period). A child that dies is
-//! reported loudly with its last log lines.
+//! prefixed with their names (starts, stops, warnings and errors; not every
+//! request). ctrl-c or SIGTERM stops the children gracefully (SIGTERM, then
+//! SIGKILL after the grace period). A child that dies is reported loudly
+//! with its last log lines and started again. The operator console
+//! (`dure_console`, on 8090) shows every process and its logs and acts on
+//! them.
 //!
 //! With `--single-process` the same system runs inside this process
 //! instead (see [`single`]).
 //!
-//! - [`child`]: one supervised child process and its log pump.
+//! - [`child`]: one child process and its log pump.
+//! - [`supervisor`]: restarts, the console's actions, CPU/RSS/readiness.
 //! - [`logs`]: turns a child's JSON log line into a readable one.
 //! - [`secrets`]: the generated first-admin password.
 //! - [`single`]: the single-process topology (modular monolith).
@@ -20,10 +24,13 @@ mod child;
 mod logs;
 mod secrets;
 mod single;
+mod supervisor;
+
+pub use supervisor::Restart;
 
 use crate::cli::UpArgs;
 use anyhow::Context;
-use child::{Child, Exit};
+use child::{Child, Exit, Output};
 use dure_chassis::service::Service;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -44,6 +51,7 @@ const SERVICES: &[&str] = &[
 ];
 
 /// One process `dure up` will start.
+#[derive(Clone)]
 struct Plan {
     service: &'static str,
     /// `identity` or, with replicas, `identity-2`.
@@ -65,6 +73,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let replicas = replicas(&args.replicas)?;
     ensure_free(args.registry_listen, "the registry", "--registry-listen")?;
     ensure_free(args.gateway_listen, "the gateway", "--gateway-listen")?;
+    if !args.no_console {
+        ensure_free(args.console, "the console", "--console")?;
+    }
     let registry_url = format!("http://{}", args.registry_listen);
 
     // Three waves: the registry, then the services, then the gateway.
@@ -91,6 +102,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         env: gateway_env,
     }]);
 
+    let logs = (!args.no_console)
+        .then(|| std::sync::Arc::new(dure_console::LogBuffer::new(args.console_log_lines)));
+    let output = Output {
+        raw: args.log_format == "json",
+        verbose: args.verbose,
+        logs: logs.clone(),
+    };
     let (exits_tx, mut exits) = mpsc::unbounded_channel::<Exit>();
     let mut children: Vec<Child> = Vec::new();
     let started = Instant::now();
@@ -104,7 +122,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
                 &plan.label,
                 plan.service,
                 &plan.env,
-                args.log_format == "json",
+                output.clone(),
                 exits_tx.clone(),
             )?;
             println!(
@@ -138,40 +156,92 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Some(exit) = exits.recv() => {
-                report_death(&children, &exit);
+                let child = children.iter().find(|c| c.pid() == Some(exit.pid));
+                report_death(child, &exit);
                 stop_all(&mut children, args.shutdown_grace).await;
                 return Ok(ExitCode::FAILURE);
             }
         }
     }
-    print_table(&waves, args.gateway_listen, started.elapsed());
 
-    // Run until asked to stop, reporting any child that dies meanwhile.
-    let mut alive = children.len();
-    let shutdown = dure_chassis::http::shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(exit) = exits.recv() => {
-                report_death(&children, &exit);
-                alive -= 1;
-                if alive == 0 {
-                    eprintln!("dure: every process has stopped; exiting");
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
+    let plans: Vec<Plan> = waves.into_iter().flatten().collect();
+    let supervisor = supervisor::Supervisor::new(
+        plans.clone(),
+        children,
+        exits_tx,
+        exits,
+        output,
+        args.shutdown_grace,
+        args.restart,
+        registry_url,
+    );
+    let (console_stop, console_stopped) = tokio::sync::oneshot::channel::<()>();
+    let console = match &logs {
+        Some(logs) => {
+            Some(start_console(&args, supervisor.handle(), logs.clone(), console_stopped).await?)
         }
+        None => None,
+    };
+    print_table(
+        &plans,
+        args.gateway_listen,
+        console.as_ref().map(|c| c.url.as_str()),
+        started.elapsed(),
+    );
+
+    // Run until asked to stop; the supervisor restarts a child that dies and
+    // stops them all at the end, the gateway first and the registry last:
+    // nothing is routed to a stopped service, and services can deregister on
+    // their way out.
+    let survived = supervisor.run(dure_chassis::http::shutdown_signal()).await;
+    let _ = console_stop.send(());
+    if let Some(console) = console {
+        let _ = console.task.await;
     }
-    println!("stopping …");
-    // The gateway first, the registry last: nothing is routed to a stopped
-    // service, and services can deregister on their way out.
-    children.reverse();
-    for child in &mut children {
-        child.stop(args.shutdown_grace).await;
+    if !survived {
+        return Ok(ExitCode::FAILURE);
     }
     println!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The running console: where it is, and its server's task.
+struct RunningConsole {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Serves the console on `--console`; off loopback with a token (the
+/// `DURE_CONSOLE_TOKEN` given, or a random one printed here).
+async fn start_console(
+    args: &UpArgs,
+    processes: supervisor::Handle,
+    logs: std::sync::Arc<dure_console::LogBuffer>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<RunningConsole> {
+    let token = (!args.console.ip().is_loopback()).then(|| {
+        std::env::var("DURE_CONSOLE_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(dure_console::guard::random_token)
+    });
+    let url = match &token {
+        Some(token) => format!("http://{}/?token={token}", args.console),
+        None => format!("http://{}", args.console),
+    };
+    let listener = tokio::net::TcpListener::bind(args.console)
+        .await
+        .with_context(|| format!("the console cannot listen on {}", args.console))?;
+    let console = dure_console::Console::new(std::sync::Arc::new(processes), logs, token);
+    let task = tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.await;
+        };
+        if let Err(err) = dure_console::serve(listener, console, stopped).await {
+            eprintln!("dure: the console stopped: {err}");
+        }
+    });
+    Ok(RunningConsole { url, task })
 }
 
 /// `identity=2,posting=3` → counts; unknown services and zero are errors.
@@ -286,9 +356,9 @@ async fn wait_ready(client: &reqwest::Client, url: &str) -> bool {
     false
 }
 
-fn print_table(waves: &[Vec<Plan>], gateway: SocketAddr, took: Duration) {
+fn print_table(plans: &[Plan], gateway: SocketAddr, console: Option<&str>, took: Duration) {
     let mut rows: Vec<(&str, Vec<String>)> = Vec::new();
-    for plan in waves.iter().flatten() {
+    for plan in plans {
         let address = format!("http://{}", plan.address);
         match rows
             .iter_mut()
@@ -313,6 +383,9 @@ fn print_table(waves: &[Vec<Plan>], gateway: SocketAddr, took: Duration) {
             println!("{name:<12} {count:<10} {address:<28} ready");
         }
     }
+    if let Some(console) = console {
+        println!("{:<12} {:<10} {console:<28} ready", "console", "1");
+    }
     println!();
     println!(
         "dure is up in {:.1}s: http://{gateway}  (ctrl-c stops it)",
@@ -320,13 +393,13 @@ fn print_table(waves: &[Vec<Plan>], gateway: SocketAddr, took: Duration) {
     );
 }
 
-fn report_death(children: &[Child], exit: &Exit) {
+fn report_death(child: Option<&Child>, exit: &Exit) {
     eprintln!();
     eprintln!(
         "!!! {} (pid {}) exited unexpectedly: {}",
         exit.label, exit.pid, exit.status
     );
-    if let Some(child) = children.iter().find(|c| c.pid() == Some(exit.pid)) {
+    if let Some(child) = child {
         eprintln!("!!! its last log lines:");
         for line in child.last_lines() {
             eprintln!("!!!   {line}");

@@ -38,6 +38,7 @@ pub struct System {
     pub seen: Vec<String>,
     pub gateway: String,
     pub registry: String,
+    pub console: String,
     pub data_dir: PathBuf,
 }
 
@@ -54,13 +55,14 @@ impl System {
             std::process::id(),
             SYSTEMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
-        let (gateway, registry) = (free_port(), free_port());
+        let (gateway, registry, console) = (free_port(), free_port(), free_port());
         let mut process = Command::new(env!("CARGO_BIN_EXE_dure"))
             .arg("up")
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--gateway-listen", &format!("127.0.0.1:{gateway}")])
             .args(["--registry-listen", &format!("127.0.0.1:{registry}")])
+            .args(["--console", &format!("127.0.0.1:{console}")])
             .args(extra)
             .env("DURE_HEARTBEAT_INTERVAL", "1s")
             .env_remove("DURE_ADMIN_PASSWORD")
@@ -85,6 +87,7 @@ impl System {
             seen: Vec::new(),
             gateway: format!("http://127.0.0.1:{gateway}"),
             registry: format!("http://127.0.0.1:{registry}"),
+            console: format!("http://127.0.0.1:{console}"),
             data_dir,
         };
         assert!(

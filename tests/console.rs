@@ -1,0 +1,276 @@
+//! The operator console of a real `dure up`, through its JSON API: every
+//! process listed and ready, a request's log lines found by its request id,
+//! processes killed, paused, stopped and started from the console, and the
+//! supervisor bringing a killed one back. And the terminal stays quiet.
+
+mod support;
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use support::system::*;
+
+const SERVICES: [&str; 7] = [
+    "registry",
+    "identity",
+    "posting",
+    "notice",
+    "notification",
+    "web",
+    "gateway",
+];
+
+async fn resources(console: &str) -> Vec<Value> {
+    let body: Value = reqwest::get(format!("{console}/api/resources"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["resources"].as_array().unwrap().clone()
+}
+
+async fn resource(console: &str, instance: &str) -> Value {
+    resources(console)
+        .await
+        .into_iter()
+        .find(|r| r["instance_id"] == instance)
+        .unwrap_or_else(|| panic!("no resource {instance}"))
+}
+
+async fn act(console: &str, instance: &str, action: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{console}/api/resources/{instance}/{action}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Polls until `instance` is in `state` (and ready, for "running").
+async fn reaches(console: &str, instance: &str, state: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = resource(console, instance).await;
+        if r["state"] == state && (state != "running" || r["ready"] == true) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{instance} never reached {state}: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_and_acts_on_every_process() {
+    let mut system = System::start(&[]);
+    let console = system.console.clone();
+    assert!(
+        system
+            .seen
+            .iter()
+            .any(|l| l.starts_with("console ") && l.contains(&console) && l.ends_with("ready")),
+        "the ready table lists the console: {:?}",
+        system.seen
+    );
+
+    // Every process, with its pid, figures and lease.
+    let listed = resources(&console).await;
+    let names: Vec<&str> = listed
+        .iter()
+        .map(|r| r["instance_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, SERVICES);
+    for r in &listed {
+        assert!(r["pid"].as_u64().is_some_and(|p| p > 0), "{r}");
+        assert_eq!(r["ready"], true, "{r}");
+        assert_eq!(r["restarts"], 0, "{r}");
+    }
+    let posting = reaches(&console, "posting", "running", Duration::from_secs(10)).await;
+    assert!(
+        posting["rss_bytes"].as_u64().is_some_and(|b| b > 1_000_000),
+        "{posting}"
+    );
+    let leased = reaches(&console, "posting", "running", Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut leased = leased;
+    while leased["lease"].is_null() {
+        assert!(
+            Instant::now() < deadline,
+            "posting's lease never shown: {leased}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        leased = resource(&console, "posting").await;
+    }
+    assert!(leased["lease"].as_str().unwrap().starts_with("posting-"));
+
+    // A request through the gateway is found in the logs by its id, in the
+    // gateway's and in posting's lines.
+    let request_id = "console-test-request-1";
+    let answer = reqwest::Client::new()
+        .get(format!("{}/api/postings", system.gateway))
+        .header("x-request-id", request_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found: Value = reqwest::get(format!("{console}/api/logs?request_id={request_id}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let processes: Vec<&str> = found["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["process"].as_str().unwrap())
+            .collect();
+        if processes.contains(&"gateway") && processes.contains(&"posting") {
+            let line = &found["lines"][0];
+            assert_eq!(line["request_id"], request_id);
+            assert!(line["time"].as_str().unwrap().starts_with("20"), "{line}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request lines not found: {found}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let warnings: Value = reqwest::get(format!("{console}/api/logs?level=warn&process=posting"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        warnings["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["level"] == "WARN" || l["level"] == "ERROR"),
+        "{warnings}"
+    );
+
+    // Kill posting: the supervisor starts it again, with a new pid.
+    let old_pid = posting["pid"].as_u64().unwrap();
+    assert_eq!(act(&console, "posting", "kill").await, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let back = loop {
+        let r = resource(&console, "posting").await;
+        if r["pid"].as_u64().is_some_and(|p| p != old_pid)
+            && r["state"] == "running"
+            && r["ready"] == true
+        {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "posting did not come back: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(back["restarts"], 1);
+    let listed = reqwest::get(format!("{}/api/postings", system.gateway))
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200, "the system recovered");
+    assert!(system.wait_for("restarting posting", Duration::from_secs(5)));
+
+    // Pause and resume, stop and start; actions that do not apply are 409.
+    assert_eq!(act(&console, "notice", "pause").await, 202);
+    reaches(&console, "notice", "paused", Duration::from_secs(5)).await;
+    assert_eq!(act(&console, "notice", "pause").await, 409);
+    assert_eq!(act(&console, "notice", "resume").await, 202);
+    reaches(&console, "notice", "running", Duration::from_secs(10)).await;
+    assert_eq!(act(&console, "notice", "stop").await, 202);
+    let stopped = reaches(&console, "notice", "stopped", Duration::from_secs(5)).await;
+    assert!(stopped["pid"].is_null());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        resource(&console, "notice").await["state"],
+        "stopped",
+        "stays down"
+    );
+    assert_eq!(act(&console, "notice", "start").await, 202);
+    reaches(&console, "notice", "running", Duration::from_secs(20)).await;
+    assert_eq!(act(&console, "notice", "explode").await, 404);
+    assert_eq!(act(&console, "nobody", "kill").await, 404);
+
+    // Another site cannot press the buttons, nor reach it by DNS rebinding.
+    let forged = reqwest::Client::new()
+        .post(format!("{console}/api/resources/posting/kill"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let rebound = reqwest::Client::new()
+        .get(format!("{console}/api/resources"))
+        .header("host", "evil.example:8090")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
+    assert_eq!(resource(&console, "posting").await["restarts"], 1);
+
+    // The pages render, with the console's headers.
+    let page = reqwest::get(format!("{console}/")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        !page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("unsafe-inline")
+    );
+    let html = page.text().await.unwrap();
+    for service in SERVICES {
+        assert!(
+            html.contains(&format!("data-instance=\"{service}\"")),
+            "{service}"
+        );
+    }
+    let logs = reqwest::get(format!("{console}/logs?q=ready"))
+        .await
+        .unwrap();
+    assert_eq!(logs.status(), 200);
+    assert!(logs.text().await.unwrap().contains("posting ready"));
+    drop(system);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_system_keeps_the_terminal_quiet() {
+    let mut system = System::start(&[]);
+    // Requests are logged by every process, but not shown.
+    let client = reqwest::Client::new();
+    for _ in 0..20 {
+        client
+            .get(format!("{}/api/postings", system.gateway))
+            .send()
+            .await
+            .unwrap();
+    }
+    let before = system.seen.len();
+    // Ten seconds of feed long-polls, heartbeats and readiness checks.
+    system.wait_for("a line that is never printed", Duration::from_secs(10));
+    let printed: Vec<String> = system.seen[before..].to_vec();
+    assert!(printed.len() <= 5, "{} lines: {printed:#?}", printed.len());
+    assert!(
+        !printed.iter().any(|l| l.contains(" request ")),
+        "{printed:#?}"
+    );
+    // The console has them all.
+    let found: Value = reqwest::get(format!(
+        "{}/api/logs?process=gateway&q=/api/postings",
+        system.console
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(found["lines"].as_array().unwrap().len() >= 20, "{found}");
+    drop(system);
+}
