@@ -1,4 +1,4 @@
-//! The web app in a real browser: `node --test e2e/tests/` (Debian chromium
+//! The web app and the console in a real browser: `node --test e2e/tests/` (Debian chromium
 //! driven by playwright-core) against a real `dure up`. Without chromium,
 //! node or `e2e/node_modules` this test says what is missing and passes,
 //! except under `CI=true`, where a missing browser fails the run
@@ -51,6 +51,7 @@ async fn the_web_app_works_in_a_real_browser() {
         .args(["--test", "--test-concurrency=1", "tests/"])
         .current_dir(&e2e)
         .env("DURE_URL", &system.gateway)
+        .env("DURE_CONSOLE", &system.console)
         .env("DURE_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("DURE_POSTING_PID", posting.to_string());
     if let Some(chromium) = chromium() {
