@@ -1,16 +1,20 @@
 //! The operator console of `dure up`: every process it runs, their logs,
-//! and actions on them (restart, stop, start, kill, pause, resume), as web
-//! pages and as JSON for scripts, on its own port (docs/console.md).
+//! their traces, and actions on them (restart, stop, start, kill, pause,
+//! resume), as web pages and as JSON for scripts, on its own port
+//! (docs/console.md).
 //!
 //! The console does not start or watch processes itself: the supervisor
 //! that does (the CLI's `dure up`) hands it a [`Processes`] and feeds a
-//! [`LogBuffer`] with every line its children write.
+//! [`LogBuffer`] with every line its children write; the children export
+//! their spans to the console's OTLP receiver, kept in a [`TraceStore`].
 //!
 //! # Layout
 //! - [`Console`] (here): the state, the router and [`serve`].
 //! - [`resources`]: what a process looks like, the actions, the
 //!   supervisor's trait.
 //! - [`logs`]: parsing children's JSON lines, the bounded buffer, search.
+//! - [`traces`]: the OTLP/HTTP receiver's decoding, the bounded trace
+//!   store, summaries, waterfalls and the services' edges.
 //! - [`guard`]: who may call: loopback or a token, and no cross-site POST.
 //! - [`pages`]: the HTML pages and their assets.
 
@@ -20,9 +24,11 @@ pub mod guard;
 pub mod logs;
 pub mod pages;
 pub mod resources;
+pub mod traces;
 
 pub use logs::{LogBuffer, LogLine, LogQuery};
 pub use resources::{Action, Processes, Refusal, Resource, State};
+pub use traces::{TraceQuery, TraceStore};
 
 use axum::Router;
 use axum::extract::{Path, Query, State as Shared};
@@ -41,30 +47,46 @@ pub struct Console {
 }
 
 struct Inner {
-    processes: Arc<dyn Processes>,
-    logs: Arc<LogBuffer>,
+    sources: Sources,
     guard: guard::Guard,
 }
 
+/// What the console shows.
+pub struct Sources {
+    pub processes: Arc<dyn Processes>,
+    pub logs: Arc<LogBuffer>,
+    pub traces: Arc<TraceStore>,
+    /// Where the processes send their traces instead of the console, when
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` was set for them.
+    pub traces_elsewhere: Option<String>,
+}
+
 impl Console {
-    /// A console over `processes` and `logs`; `token`, when set, is
-    /// required of every request (for a console on a non-loopback address).
-    pub fn new(processes: Arc<dyn Processes>, logs: Arc<LogBuffer>, token: Option<String>) -> Self {
+    /// A console over `sources`; `token`, when set, is required of every
+    /// request (for a console on a non-loopback address).
+    pub fn new(sources: Sources, token: Option<String>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                processes,
-                logs,
+                sources,
                 guard: guard::Guard::new(token),
             }),
         }
     }
 
+    pub fn traces(&self) -> &TraceStore {
+        &self.inner.sources.traces
+    }
+
+    pub fn traces_elsewhere(&self) -> Option<&str> {
+        self.inner.sources.traces_elsewhere.as_deref()
+    }
+
     pub fn processes(&self) -> &dyn Processes {
-        self.inner.processes.as_ref()
+        self.inner.sources.processes.as_ref()
     }
 
     pub fn logs(&self) -> &LogBuffer {
-        &self.inner.logs
+        &self.inner.sources.logs
     }
 
     pub fn guard(&self) -> &guard::Guard {
@@ -81,6 +103,16 @@ impl Console {
             .route("/api/resources", get(resources_json))
             .route("/api/resources/{instance_id}/{action}", post(act_json))
             .route("/api/logs", get(logs_json))
+            .route("/traces", get(pages::traces))
+            .route("/traces/{trace_id}", get(pages::trace))
+            .route("/topology", get(pages::topology))
+            .route("/api/traces", get(traces_json))
+            .route("/api/traces/{trace_id}", get(trace_json))
+            .route("/api/topology", get(topology_json))
+            .route(
+                "/v1/traces",
+                post(receive_traces).layer(axum::extract::DefaultBodyLimit::max(16 << 20)),
+            )
             .fallback(not_found)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
@@ -143,6 +175,67 @@ async fn act_json(
 
 async fn logs_json(Shared(console): Shared<Console>, Query(query): Query<LogQuery>) -> Response {
     axum::Json(json!({ "lines": console.logs().search(&query) })).into_response()
+}
+
+async fn traces_json(
+    Shared(console): Shared<Console>,
+    Query(query): Query<TraceQuery>,
+) -> Response {
+    axum::Json(json!({ "traces": console.traces().list(&query) })).into_response()
+}
+
+async fn trace_json(Shared(console): Shared<Console>, Path(trace_id): Path<String>) -> Response {
+    match console.traces().trace(&trace_id) {
+        Some(spans) => axum::Json(json!({ "spans": spans })).into_response(),
+        None => problem(StatusCode::NOT_FOUND, "no such trace (or no longer kept)"),
+    }
+}
+
+async fn topology_json(Shared(console): Shared<Console>) -> Response {
+    axum::Json(json!({ "edges": console.traces().edges() })).into_response()
+}
+
+/// `POST /v1/traces`: an OTLP/HTTP export, protobuf or JSON.
+async fn receive_traces(
+    Shared(console): Shared<Console>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    use prost::Message;
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let request = if json {
+        traces::from_json(&body)
+    } else {
+        traces::otlp::ExportTraceServiceRequest::decode(body.as_ref()).map_err(|e| e.to_string())
+    };
+    match request {
+        Ok(request) => {
+            console.traces().add(&request);
+            if json {
+                (
+                    StatusCode::OK,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    "{}",
+                )
+                    .into_response()
+            } else {
+                // An empty ExportTraceServiceResponse.
+                (
+                    StatusCode::OK,
+                    [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
+                    "",
+                )
+                    .into_response()
+            }
+        }
+        Err(err) => problem(
+            StatusCode::BAD_REQUEST,
+            &format!("not an OTLP trace export: {err}"),
+        ),
+    }
 }
 
 async fn not_found() -> Response {

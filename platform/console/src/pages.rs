@@ -4,6 +4,7 @@
 
 use crate::logs::{LogLine, LogQuery};
 use crate::resources::{Action, Resource};
+use crate::traces::{Edge, TraceQuery, TraceSummary};
 use crate::{Console, problem};
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -99,6 +100,59 @@ impl LogsPage {
     }
 }
 
+#[derive(Template)]
+#[template(path = "traces.html")]
+struct TracesPage {
+    assets: Assets,
+    services: Vec<String>,
+    query: TraceQuery,
+    traces: Vec<TraceSummary>,
+    elsewhere: Option<String>,
+}
+
+impl TracesPage {
+    fn selected(&self, service: &str) -> bool {
+        self.query.service.as_deref() == Some(service)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "trace.html")]
+struct TracePage {
+    assets: Assets,
+    trace_id: String,
+    total_ms: f64,
+    services: Vec<String>,
+    bars: Vec<Bar>,
+    height: usize,
+}
+
+/// One row of the waterfall, placed in the SVG's coordinates.
+struct Bar {
+    y: usize,
+    text_y: usize,
+    label: String,
+    x: f64,
+    width: f64,
+    /// The colour class of its service.
+    class: String,
+    duration: String,
+    error: bool,
+    details: String,
+}
+
+/// Waterfall geometry: labels left of `LABEL_WIDTH`, bars to `WIDTH`.
+const LABEL_WIDTH: f64 = 360.0;
+const WIDTH: f64 = 1100.0;
+const ROW: usize = 22;
+
+#[derive(Template)]
+#[template(path = "topology.html")]
+struct TopologyPage {
+    assets: Assets,
+    edges: Vec<Edge>,
+}
+
 /// `/`: every process, with its actions.
 pub async fn resources(State(console): State<Console>) -> Response {
     render(&ResourcesPage {
@@ -133,6 +187,95 @@ pub async fn logs(State(console): State<Console>, Query(mut query): Query<LogQue
         levels: ["error", "warn", "info", "debug", "trace"],
         query,
         lines,
+    })
+}
+
+/// `/traces`: the newest traces, filtered.
+pub async fn traces(State(console): State<Console>, Query(query): Query<TraceQuery>) -> Response {
+    let mut services: Vec<String> = console
+        .processes()
+        .list()
+        .into_iter()
+        .map(|r| r.service)
+        .collect();
+    services.dedup();
+    render(&TracesPage {
+        assets: assets(),
+        services,
+        traces: console.traces().list(&query),
+        query,
+        elsewhere: console.traces_elsewhere().map(str::to_owned),
+    })
+}
+
+/// `/traces/{id}`: one trace as a waterfall across processes.
+pub async fn trace(State(console): State<Console>, Path(trace_id): Path<String>) -> Response {
+    let Some(spans) = console.traces().trace(&trace_id) else {
+        return problem(StatusCode::NOT_FOUND, "no such trace (or no longer kept)");
+    };
+    let total_ms = spans
+        .iter()
+        .map(|s| s.offset_ms + s.duration_ms)
+        .fold(0.0, f64::max)
+        .max(0.001);
+    let mut services: Vec<String> = Vec::new();
+    for span in &spans {
+        if !services.contains(&span.span.service) {
+            services.push(span.span.service.clone());
+        }
+    }
+    let scale = (WIDTH - LABEL_WIDTH) / total_ms;
+    let bars = spans
+        .iter()
+        .enumerate()
+        .map(|(row, span)| Bar {
+            y: row * ROW + 4,
+            text_y: row * ROW + 17,
+            label: format!(
+                "{}{}: {}",
+                "  ".repeat(span.depth.min(12)),
+                span.span.service,
+                span.span.name
+            ),
+            x: LABEL_WIDTH + span.offset_ms * scale,
+            width: (span.duration_ms * scale).max(1.0),
+            class: format!(
+                "s{}",
+                services
+                    .iter()
+                    .position(|s| *s == span.span.service)
+                    .unwrap_or(0)
+                    % 8
+            ),
+            duration: format!("{:.2} ms", span.duration_ms),
+            error: span.span.error,
+            details: span
+                .span
+                .attributes
+                .iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(text) => format!("{k}={text}"),
+                    other => format!("{k}={other}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+        .collect::<Vec<_>>();
+    render(&TracePage {
+        assets: assets(),
+        height: bars.len() * ROW + 8,
+        trace_id,
+        total_ms,
+        services,
+        bars,
+    })
+}
+
+/// `/topology`: which service calls or feeds which, as seen in traces.
+pub async fn topology(State(console): State<Console>) -> Response {
+    render(&TopologyPage {
+        assets: assets(),
+        edges: console.traces().edges(),
     })
 }
 
