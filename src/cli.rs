@@ -138,6 +138,14 @@ pub struct UpArgs {
         default_value = "10000"
     )]
     pub console_log_lines: usize,
+    /// Traces the console keeps (the newest)
+    #[arg(
+        long,
+        env = "DURE_CONSOLE_TRACES",
+        value_name = "N",
+        default_value = "500"
+    )]
+    pub console_traces: usize,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -274,3 +274,131 @@ async fn an_idle_system_keeps_the_terminal_quiet() {
     assert!(found["lines"].as_array().unwrap().len() >= 20, "{found}");
     drop(system);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comments_trace_crosses_three_processes_in_the_console() {
+    let system = System::start_with_env(&[], &[("OTEL_BSP_SCHEDULE_DELAY", "200")]);
+    let (gateway, console) = (system.gateway.clone(), system.console.clone());
+    let client = reqwest::Client::new();
+    let ann = sign_up_and_login_as(&client, &gateway, "ann").await;
+    let bob = sign_up_and_login_as(&client, &gateway, "bob").await;
+    let posting: Value = client
+        .post(format!("{gateway}/api/postings"))
+        .bearer_auth(&ann)
+        .json(&serde_json::json!({"title": "Traced", "body": "b"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let request_id = "console-trace-1";
+    let comment = client
+        .post(format!(
+            "{gateway}/api/postings/{}/comments",
+            posting["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&bob)
+        .header("x-request-id", request_id)
+        .json(&serde_json::json!({"body": "Found you"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(comment.status(), 201);
+
+    // The trace, found by the request's id, reaches notification through
+    // the event (posting's outbox → notification's consumer).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (trace_id, spans) = loop {
+        let found: Value = reqwest::get(format!("{console}/api/traces?request_id={request_id}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(trace) = found["traces"].as_array().and_then(|t| t.first()) {
+            let id = trace["trace_id"].as_str().unwrap().to_owned();
+            let spans: Value = reqwest::get(format!("{console}/api/traces/{id}"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let spans = spans["spans"].as_array().unwrap().clone();
+            if spans
+                .iter()
+                .any(|s| s["service"] == "notification" && s["kind"] == "consumer")
+            {
+                // The gateway names its span by the route prefix it matched.
+                assert_eq!(trace["root"], "POST /api/postings", "{trace}");
+                assert!(
+                    spans.iter().any(|s| s["service"] == "posting"
+                        && s["name"] == "POST /api/postings/{id}/comments"),
+                    "{spans:?}"
+                );
+                break (id, spans);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no trace reaching notification: {found}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for service in ["gateway", "posting", "notification"] {
+        assert!(
+            spans.iter().any(|s| s["service"] == service),
+            "nothing from {service}"
+        );
+    }
+    for span in &spans {
+        assert!(span["duration_ms"].as_f64().unwrap() >= 0.0);
+        assert!(span["start"].as_str().unwrap().starts_with("20"), "{span}");
+    }
+
+    // Its log lines carry its trace id.
+    let lines: Value = reqwest::get(format!(
+        "{console}/api/logs?trace_id={trace_id}&level=trace"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(
+        lines["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["process"] == "posting"),
+        "{lines}"
+    );
+
+    // The topology seen: the gateway calls posting; posting feeds notification.
+    let topology: Value = reqwest::get(format!("{console}/api/topology"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let edges = topology["edges"].as_array().unwrap();
+    let has = |from: &str, to: &str, kind: &str| {
+        edges
+            .iter()
+            .any(|e| e["from"] == from && e["to"] == to && e["kind"] == kind)
+    };
+    assert!(has("gateway", "posting", "call"), "{topology}");
+    assert!(has("posting", "notification", "event"), "{topology}");
+
+    // And the waterfall page draws it.
+    let page = reqwest::get(format!("{console}/traces/{trace_id}"))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("notification: "),
+        "{html}"
+    );
+    drop(system);
+}

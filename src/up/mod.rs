@@ -77,23 +77,26 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         ensure_free(args.console, "the console", "--console")?;
     }
     let registry_url = format!("http://{}", args.registry_listen);
+    let console = ConsolePlan::of(&args);
 
     // Three waves: the registry, then the services, then the gateway.
     let mut waves: Vec<Vec<Plan>> = vec![vec![Plan {
         service: dure_registry::NAME,
         label: dure_registry::NAME.into(),
         address: args.registry_listen,
-        env: common_env(&args, args.registry_listen),
+        env: console.env(common_env(&args, args.registry_listen)),
     }]];
     let mut services = Vec::new();
     for &service in SERVICES {
         let count = replicas.get(service).copied().unwrap_or(1);
         for replica in 1..=count {
-            services.push(service_plan(&args, service, replica, &registry_url).await?);
+            let mut plan = service_plan(&args, service, replica, &registry_url).await?;
+            plan.env = console.env(plan.env);
+            services.push(plan);
         }
     }
     waves.push(services);
-    let mut gateway_env = common_env(&args, args.gateway_listen);
+    let mut gateway_env = console.env(common_env(&args, args.gateway_listen));
     gateway_env.push(("DURE_REGISTRY_URL".into(), registry_url.clone()));
     waves.push(vec![Plan {
         service: dure_gateway::NAME,
@@ -177,9 +180,16 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     );
     let (console_stop, console_stopped) = tokio::sync::oneshot::channel::<()>();
     let console = match &logs {
-        Some(logs) => {
-            Some(start_console(&args, supervisor.handle(), logs.clone(), console_stopped).await?)
-        }
+        Some(logs) => Some(
+            start_console(
+                &args,
+                &console,
+                supervisor.handle(),
+                logs.clone(),
+                console_stopped,
+            )
+            .await?,
+        ),
         None => None,
     };
     print_table(
@@ -211,28 +221,85 @@ struct RunningConsole {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Serves the console on `--console`; off loopback with a token (the
-/// `DURE_CONSOLE_TOKEN` given, or a random one printed here).
+/// What the console needs decided before the children start: its token,
+/// and where the children send their traces.
+struct ConsolePlan {
+    enabled: bool,
+    /// Required off loopback: `DURE_CONSOLE_TOKEN`, or a random one.
+    token: Option<String>,
+    /// The OTLP endpoint `dure up` gives the children: the console's own
+    /// receiver, unless `OTEL_EXPORTER_OTLP_*ENDPOINT` was set (then the
+    /// children get that, unchanged, from the environment).
+    otlp: Option<String>,
+    elsewhere: Option<String>,
+}
+
+impl ConsolePlan {
+    fn of(args: &UpArgs) -> Self {
+        let enabled = !args.no_console;
+        let token = (enabled && !args.console.ip().is_loopback()).then(|| {
+            std::env::var("DURE_CONSOLE_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .unwrap_or_else(dure_console::guard::random_token)
+        });
+        let elsewhere = [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()));
+        let reachable = if args.console.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], args.console.port()))
+        } else {
+            args.console
+        };
+        Self {
+            enabled,
+            token,
+            otlp: (enabled && elsewhere.is_none()).then(|| format!("http://{reachable}")),
+            elsewhere,
+        }
+    }
+
+    /// A child's environment, with the trace export pointed at the console.
+    fn env(&self, mut env: Vec<(String, String)>) -> Vec<(String, String)> {
+        if let Some(endpoint) = &self.otlp {
+            env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint.clone()));
+            if let Some(token) = &self.token {
+                env.push((
+                    "OTEL_EXPORTER_OTLP_HEADERS".into(),
+                    format!("authorization=Bearer%20{token}"),
+                ));
+            }
+        }
+        env
+    }
+}
+
+/// Serves the console on `--console`; off loopback with the plan's token.
 async fn start_console(
     args: &UpArgs,
+    plan: &ConsolePlan,
     processes: supervisor::Handle,
     logs: std::sync::Arc<dure_console::LogBuffer>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<RunningConsole> {
-    let token = (!args.console.ip().is_loopback()).then(|| {
-        std::env::var("DURE_CONSOLE_TOKEN")
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-            .unwrap_or_else(dure_console::guard::random_token)
-    });
-    let url = match &token {
+    debug_assert!(plan.enabled);
+    let url = match &plan.token {
         Some(token) => format!("http://{}/?token={token}", args.console),
         None => format!("http://{}", args.console),
     };
     let listener = tokio::net::TcpListener::bind(args.console)
         .await
         .with_context(|| format!("the console cannot listen on {}", args.console))?;
-    let console = dure_console::Console::new(std::sync::Arc::new(processes), logs, token);
+    let sources = dure_console::Sources {
+        processes: std::sync::Arc::new(processes),
+        logs,
+        traces: std::sync::Arc::new(dure_console::TraceStore::new(args.console_traces)),
+        traces_elsewhere: plan.elsewhere.clone(),
+    };
+    let console = dure_console::Console::new(sources, plan.token.clone());
     let task = tokio::spawn(async move {
         let stopped = async move {
             let _ = stop.await;
