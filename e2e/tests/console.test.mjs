@@ -72,3 +72,48 @@ test('the logs page finds lines by text', async () => {
   await screenshot(page, 'console-logs');
   await page.close();
 });
+
+async function api(path, { method = 'GET', token, body, requestId } = {}) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (requestId) headers['x-request-id'] = requestId;
+  const answer = await fetch(`${process.env.DURE_URL}${path}`, {
+    method,
+    headers,
+    body: body && JSON.stringify(body),
+  });
+  assert.ok(answer.ok, `${method} ${path}: ${answer.status}`);
+  return answer.status === 204 ? null : answer.json();
+}
+
+async function signedUp(username) {
+  const password = 'console trace password';
+  await api('/api/users', { method: 'POST', body: { username, email: `${username}@example.com`, password } });
+  return (await api('/api/login', { method: 'POST', body: { username, password } })).access_token;
+}
+
+test("a comment's trace is drawn across gateway, posting and notification", async () => {
+  const carol = await signedUp('carol');
+  const dave = await signedUp('dave');
+  const posting = await api('/api/postings', { method: 'POST', token: carol, body: { title: 'Traced', body: 'b' } });
+  const requestId = 'console-browser-trace';
+  await api(`/api/postings/${posting.id}/comments`, { method: 'POST', token: dave, body: { body: 'Hi' }, requestId });
+
+  const page = await browser.newPage({ viewport: { width: 1400, height: 800 } });
+  // The consumer's span arrives with notification's next export.
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    await page.goto(`${console_}/traces?request_id=${requestId}`);
+    const link = page.getByRole('link', { name: 'POST /api/postings' }).first();
+    if (await link.count()) {
+      await link.click();
+      const waterfall = page.getByRole('img', { name: /^Waterfall of trace/ });
+      await waterfall.waitFor();
+      if (await page.getByRole('cell', { name: /notification: consume/ }).count()) break;
+    }
+    assert.ok(Date.now() < deadline, 'no trace of the comment reaching notification');
+    await page.waitForTimeout(500);
+  }
+  await screenshot(page, 'console-trace');
+  await page.close();
+});
