@@ -390,6 +390,67 @@ async fn a_comments_trace_crosses_three_processes_in_the_console() {
     assert!(has("gateway", "posting", "call"), "{topology}");
     assert!(has("posting", "notification", "event"), "{topology}");
 
+    // Metrics scraped from every process: posting's traffic per route.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics: Value = reqwest::get(format!("{console}/api/metrics"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let busy = metrics["routes"].as_array().unwrap().iter().any(|r| {
+            r["instance_id"] == "posting"
+                && r["route"] == "/api/postings/{id}/comments"
+                && r["rate"].as_f64().unwrap() > 0.0
+                && r["p99_ms"].as_f64().is_some()
+        });
+        if busy {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no traffic for posting: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Events: posting's outbox position, notification caught up with it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let events: Value = reqwest::get(format!("{console}/api/events"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let produced = events["producers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["service"] == "posting")
+            .and_then(|p| p["last_position"].as_u64());
+        let consumed = events["consumers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["service"] == "notification" && c["source"] == "posting");
+        if let (Some(last), Some(consumer)) = (produced, consumed)
+            && last >= 2
+            && consumer["lag"] == 0.0
+            && consumer["position"].as_u64() == Some(last)
+        {
+            assert_eq!(consumer["failures"], 0.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "events not caught up: {events}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for page in ["/metrics", "/events", "/topology", "/traces"] {
+        let answer = reqwest::get(format!("{console}{page}")).await.unwrap();
+        assert_eq!(answer.status(), 200, "{page}");
+    }
+
     // And the waterfall page draws it.
     let page = reqwest::get(format!("{console}/traces/{trace_id}"))
         .await

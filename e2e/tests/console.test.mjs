@@ -117,3 +117,23 @@ test("a comment's trace is drawn across gateway, posting and notification", asyn
   await screenshot(page, 'console-trace');
   await page.close();
 });
+
+test('metrics and events show the traffic and the consumers', async () => {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 800 } });
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    await page.goto(`${console_}/metrics`);
+    if (await page.getByRole('cell', { name: '/api/postings/{id}/comments' }).count()) break;
+    assert.ok(Date.now() < deadline, 'no route figures for comments');
+    await page.waitForTimeout(500);
+  }
+  await page.getByRole('img', { name: 'Requests per second of gateway' }).waitFor();
+  await screenshot(page, 'console-metrics');
+
+  await page.goto(`${console_}/events`);
+  await page.getByRole('heading', { name: 'Consumers' }).waitFor();
+  assert.ok(await page.locator('#consumers tbody tr').count() > 0, 'no consumers listed');
+  assert.ok(await page.locator('#producers tbody tr').count() > 0, 'no producers listed');
+  await screenshot(page, 'console-events');
+  await page.close();
+});

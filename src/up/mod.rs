@@ -215,6 +215,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The running console: where it is, and its server's task.
 struct RunningConsole {
     url: String,
@@ -297,10 +306,13 @@ async fn start_console(
         processes: std::sync::Arc::new(processes),
         logs,
         traces: std::sync::Arc::new(dure_console::TraceStore::new(args.console_traces)),
+        metrics: std::sync::Arc::new(dure_console::Metrics::new()),
         traces_elsewhere: plan.elsewhere.clone(),
     };
     let console = dure_console::Console::new(sources, plan.token.clone());
+    let scraper = console.spawn_scraper();
     let task = tokio::spawn(async move {
+        let _scraper = AbortOnDrop(scraper);
         let stopped = async move {
             let _ = stop.await;
         };

@@ -15,6 +15,8 @@
 //! - [`logs`]: parsing children's JSON lines, the bounded buffer, search.
 //! - [`traces`]: the OTLP/HTTP receiver's decoding, the bounded trace
 //!   store, summaries, waterfalls and the services' edges.
+//! - [`metrics`]: scraping every process's `/metrics` and feed position;
+//!   rates, percentiles, breakers, event positions and lag.
 //! - [`guard`]: who may call: loopback or a token, and no cross-site POST.
 //! - [`pages`]: the HTML pages and their assets.
 
@@ -22,11 +24,13 @@
 
 pub mod guard;
 pub mod logs;
+pub mod metrics;
 pub mod pages;
 pub mod resources;
 pub mod traces;
 
 pub use logs::{LogBuffer, LogLine, LogQuery};
+pub use metrics::Metrics;
 pub use resources::{Action, Processes, Refusal, Resource, State};
 pub use traces::{TraceQuery, TraceStore};
 
@@ -56,6 +60,7 @@ pub struct Sources {
     pub processes: Arc<dyn Processes>,
     pub logs: Arc<LogBuffer>,
     pub traces: Arc<TraceStore>,
+    pub metrics: Arc<Metrics>,
     /// Where the processes send their traces instead of the console, when
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` was set for them.
     pub traces_elsewhere: Option<String>,
@@ -75,6 +80,38 @@ impl Console {
 
     pub fn traces(&self) -> &TraceStore {
         &self.inner.sources.traces
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.sources.metrics
+    }
+
+    /// Scrapes every running process every [`metrics::EVERY`], until the
+    /// task is aborted.
+    pub fn spawn_scraper(&self) -> tokio::task::JoinHandle<()> {
+        let console = self.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(1))
+                .build()
+                .unwrap_or_default();
+            let mut every = tokio::time::interval(metrics::EVERY);
+            loop {
+                every.tick().await;
+                let targets: Vec<metrics::Target> = console
+                    .processes()
+                    .list()
+                    .into_iter()
+                    .filter(|r| matches!(r.state, State::Running | State::Unready))
+                    .map(|r| metrics::Target {
+                        instance_id: r.instance_id,
+                        service: r.service,
+                        address: r.address,
+                    })
+                    .collect();
+                metrics::scrape(&client, console.metrics(), &targets).await;
+            }
+        })
     }
 
     pub fn traces_elsewhere(&self) -> Option<&str> {
@@ -109,6 +146,10 @@ impl Console {
             .route("/api/traces", get(traces_json))
             .route("/api/traces/{trace_id}", get(trace_json))
             .route("/api/topology", get(topology_json))
+            .route("/metrics", get(pages::metrics))
+            .route("/events", get(pages::events))
+            .route("/api/metrics", get(metrics_json))
+            .route("/api/events", get(events_json))
             .route(
                 "/v1/traces",
                 post(receive_traces).layer(axum::extract::DefaultBodyLimit::max(16 << 20)),
@@ -189,6 +230,21 @@ async fn trace_json(Shared(console): Shared<Console>, Path(trace_id): Path<Strin
         Some(spans) => axum::Json(json!({ "spans": spans })).into_response(),
         None => problem(StatusCode::NOT_FOUND, "no such trace (or no longer kept)"),
     }
+}
+
+async fn metrics_json(Shared(console): Shared<Console>) -> Response {
+    let metrics = console.metrics();
+    axum::Json(json!({
+        "window_secs": metrics::WINDOW,
+        "routes": metrics.routes(),
+        "breakers": metrics.breakers(),
+    }))
+    .into_response()
+}
+
+async fn events_json(Shared(console): Shared<Console>) -> Response {
+    let (producers, consumers) = console.metrics().events();
+    axum::Json(json!({ "producers": producers, "consumers": consumers })).into_response()
 }
 
 async fn topology_json(Shared(console): Shared<Console>) -> Response {

@@ -3,6 +3,7 @@
 //! the tables live by polling the JSON API. Everything works without it.
 
 use crate::logs::{LogLine, LogQuery};
+use crate::metrics::{BreakerState, Consumer, Producer, RouteStats};
 use crate::resources::{Action, Resource};
 use crate::traces::{Edge, TraceQuery, TraceSummary};
 use crate::{Console, problem};
@@ -147,6 +148,42 @@ const WIDTH: f64 = 1100.0;
 const ROW: usize = 22;
 
 #[derive(Template)]
+#[template(path = "metrics.html")]
+struct MetricsPage {
+    assets: Assets,
+    window: f64,
+    routes: Vec<RouteRow>,
+    charts: Vec<Chart>,
+    breakers: Vec<BreakerState>,
+}
+
+struct RouteRow {
+    s: RouteStats,
+    rate: String,
+    errors: String,
+    p50: String,
+    p99: String,
+}
+
+/// A process's requests per second over the kept minutes, as an SVG line.
+struct Chart {
+    instance_id: String,
+    points: String,
+    peak: String,
+}
+
+const CHART_WIDTH: f64 = 300.0;
+const CHART_HEIGHT: f64 = 60.0;
+
+#[derive(Template)]
+#[template(path = "events.html")]
+struct EventsPage {
+    assets: Assets,
+    producers: Vec<Producer>,
+    consumers: Vec<Consumer>,
+}
+
+#[derive(Template)]
 #[template(path = "topology.html")]
 struct TopologyPage {
     assets: Assets,
@@ -268,6 +305,65 @@ pub async fn trace(State(console): State<Console>, Path(trace_id): Path<String>)
         total_ms,
         services,
         bars,
+    })
+}
+
+/// `/metrics`: rate, errors and latency per route; each process's load.
+pub async fn metrics(State(console): State<Console>) -> Response {
+    let metrics = console.metrics();
+    let ms = |v: Option<f64>| v.map_or_else(|| "–".into(), |v| format!("{v:.2} ms"));
+    let routes = metrics
+        .routes()
+        .into_iter()
+        .map(|s| RouteRow {
+            rate: format!("{:.1}/s", s.rate),
+            errors: format!("{:.2}/s", s.error_rate),
+            p50: ms(s.p50_ms),
+            p99: ms(s.p99_ms),
+            s,
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let span = crate::metrics::EVERY.as_secs_f64() * crate::metrics::KEPT as f64;
+    let charts = metrics
+        .rates()
+        .into_iter()
+        .map(|(instance_id, points)| {
+            let peak = points.iter().map(|(_, r)| *r).fold(1.0, f64::max);
+            let points = points
+                .iter()
+                .map(|(at, rate)| {
+                    let x = (CHART_WIDTH - (now - at) / span * CHART_WIDTH).max(0.0);
+                    let y = CHART_HEIGHT - rate / peak * (CHART_HEIGHT - 2.0);
+                    format!("{x:.1},{y:.1}")
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            Chart {
+                instance_id,
+                points,
+                peak: format!("{peak:.1}/s"),
+            }
+        })
+        .collect();
+    render(&MetricsPage {
+        assets: assets(),
+        window: crate::metrics::WINDOW,
+        routes,
+        charts,
+        breakers: metrics.breakers(),
+    })
+}
+
+/// `/events`: producers' positions; consumers' positions, lag, failures.
+pub async fn events(State(console): State<Console>) -> Response {
+    let (producers, consumers) = console.metrics().events();
+    render(&EventsPage {
+        assets: assets(),
+        producers,
+        consumers,
     })
 }
 
