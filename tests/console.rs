@@ -463,3 +463,90 @@ async fn a_comments_trace_crosses_three_processes_in_the_console() {
     );
     drop(system);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_loopback_the_console_needs_its_token_and_still_gets_the_traces() {
+    let port = support::free_port();
+    let system = System::start_with_env(
+        &["--console", &format!("0.0.0.0:{port}")],
+        &[
+            ("DURE_CONSOLE_TOKEN", "console-test-token"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ],
+    );
+    let console = format!("http://127.0.0.1:{port}");
+    assert!(
+        system
+            .seen
+            .iter()
+            .any(|l| l.contains("/?token=console-test-token")),
+        "the ready table shows the console's address with its token: {:?}",
+        system.seen
+    );
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let refused = client
+        .get(format!("{console}/api/resources"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let wrong = client
+        .get(format!("{console}/api/resources"))
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let admitted = client
+        .get(format!("{console}/api/resources"))
+        .bearer_auth("console-test-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admitted.status(), 200);
+    // Opening the printed address sets the cookie, then the page works.
+    let opened = client
+        .get(format!("{console}/?token=console-test-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 303);
+    let cookie = opened.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let page = client
+        .get(format!("{console}/"))
+        .header("cookie", cookie.split(';').next().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+
+    // The processes send their spans with the token, so traces arrive.
+    reqwest::get(format!("{}/api/postings", system.gateway))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let traces: Value = client
+            .get(format!("{console}/api/traces?service=posting"))
+            .bearer_auth("console-test-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !traces["traces"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no traces arrived: {traces}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(system);
+}

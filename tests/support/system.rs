@@ -62,7 +62,14 @@ impl System {
             .arg(&data_dir)
             .args(["--gateway-listen", &format!("127.0.0.1:{gateway}")])
             .args(["--registry-listen", &format!("127.0.0.1:{registry}")])
-            .args(["--console", &format!("127.0.0.1:{console}")])
+            .args(
+                (!extra
+                    .iter()
+                    .any(|a| a.starts_with("--console") || *a == "--no-console"))
+                .then(|| ["--console".to_owned(), format!("127.0.0.1:{console}")])
+                .into_iter()
+                .flatten(),
+            )
             .args(extra)
             .env("DURE_HEARTBEAT_INTERVAL", "1s")
             .env_remove("DURE_ADMIN_PASSWORD")

@@ -188,6 +188,112 @@ struct EventsPage {
 struct TopologyPage {
     assets: Assets,
     edges: Vec<Edge>,
+    graph: Graph,
+}
+
+/// The services laid out in columns by how far they are from the callers
+/// that nobody calls (the gateway first), edges as arrows between them.
+struct Graph {
+    width: f64,
+    height: f64,
+    nodes: Vec<Node>,
+    arrows: Vec<Arrow>,
+}
+
+struct Node {
+    name: String,
+    x: f64,
+    y: f64,
+    text_x: f64,
+    text_y: f64,
+}
+
+struct Arrow {
+    x1: f64,
+    y1: f64,
+    x2: f64,
+    y2: f64,
+    label_x: f64,
+    label_y: f64,
+    kind: &'static str,
+    count: usize,
+}
+
+const NODE_WIDTH: f64 = 130.0;
+const NODE_HEIGHT: f64 = 34.0;
+const COLUMN: f64 = 230.0;
+const ROW_GAP: f64 = 70.0;
+
+fn layout(edges: &[Edge]) -> Graph {
+    let mut names: Vec<String> = Vec::new();
+    for edge in edges {
+        for name in [&edge.from, &edge.to] {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    // Column: the longest chain of edges leading to the node (cycles cut).
+    let mut column: Vec<usize> = vec![0; names.len()];
+    for _ in 0..names.len() {
+        for edge in edges {
+            let from = names.iter().position(|n| *n == edge.from).unwrap_or(0);
+            let to = names.iter().position(|n| *n == edge.to).unwrap_or(0);
+            if column[to] < column[from] + 1 && column[from] + 1 < names.len() {
+                column[to] = column[from] + 1;
+            }
+        }
+    }
+    let mut rows_used: Vec<usize> = vec![0; names.len()];
+    let mut place: Vec<(f64, f64)> = Vec::new();
+    for col in column.iter().copied() {
+        let row = rows_used[col];
+        rows_used[col] += 1;
+        place.push((20.0 + col as f64 * COLUMN, 20.0 + row as f64 * ROW_GAP));
+    }
+    let nodes = names
+        .iter()
+        .zip(&place)
+        .map(|(name, &(x, y))| Node {
+            name: name.clone(),
+            x,
+            y,
+            text_x: x + NODE_WIDTH / 2.0,
+            text_y: y + NODE_HEIGHT / 2.0 + 5.0,
+        })
+        .collect::<Vec<_>>();
+    let arrows = edges
+        .iter()
+        .map(|edge| {
+            let at = |name: &str| place[names.iter().position(|n| n == name).unwrap_or(0)];
+            let (fx, fy) = at(&edge.from);
+            let (tx, ty) = at(&edge.to);
+            let (x1, y1) = (fx + NODE_WIDTH, fy + NODE_HEIGHT / 2.0);
+            let (x2, y2) = if tx > fx {
+                (tx, ty + NODE_HEIGHT / 2.0)
+            } else {
+                (tx + NODE_WIDTH / 2.0, ty + NODE_HEIGHT)
+            };
+            Arrow {
+                x1,
+                y1,
+                x2,
+                y2,
+                label_x: (x1 + x2) / 2.0,
+                label_y: (y1 + y2) / 2.0 - 4.0,
+                kind: edge.kind,
+                count: edge.count,
+            }
+        })
+        .collect();
+    let width = place.iter().map(|p| p.0).fold(0.0, f64::max) + NODE_WIDTH + 40.0;
+    let height = place.iter().map(|p| p.1).fold(0.0, f64::max) + NODE_HEIGHT + 40.0;
+    Graph {
+        width,
+        height,
+        nodes,
+        arrows,
+    }
 }
 
 /// `/`: every process, with its actions.
@@ -369,9 +475,11 @@ pub async fn events(State(console): State<Console>) -> Response {
 
 /// `/topology`: which service calls or feeds which, as seen in traces.
 pub async fn topology(State(console): State<Console>) -> Response {
+    let edges = console.traces().edges();
     render(&TopologyPage {
         assets: assets(),
-        edges: console.traces().edges(),
+        graph: layout(&edges),
+        edges,
     })
 }
 
@@ -444,6 +552,26 @@ pub async fn headers(mut response: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_topology_is_laid_out_left_to_right() {
+        let edge = |from: &str, to: &str, kind| Edge {
+            from: from.into(),
+            to: to.into(),
+            kind,
+            count: 1,
+        };
+        let graph = layout(&[
+            edge("gateway", "posting", "call"),
+            edge("posting", "notification", "event"),
+            edge("gateway", "identity", "call"),
+        ]);
+        let x = |name: &str| graph.nodes.iter().find(|n| n.name == name).unwrap().x;
+        assert!(x("gateway") < x("posting") && x("posting") < x("notification"));
+        assert_eq!(x("posting"), x("identity"));
+        assert_eq!(graph.arrows.len(), 3);
+        assert!(layout(&[]).nodes.is_empty());
+    }
 
     #[test]
     fn durations_read_as_a_person_says_them() {
