@@ -118,7 +118,7 @@ test("a comment's trace is drawn across gateway, posting and notification", asyn
   await page.close();
 });
 
-test('metrics and events show the traffic and the consumers', async () => {
+test('metrics, events and the topology show the traffic', async () => {
   const page = await browser.newPage({ viewport: { width: 1400, height: 800 } });
   const deadline = Date.now() + 15_000;
   for (;;) {
@@ -135,5 +135,10 @@ test('metrics and events show the traffic and the consumers', async () => {
   assert.ok(await page.locator('#consumers tbody tr').count() > 0, 'no consumers listed');
   assert.ok(await page.locator('#producers tbody tr').count() > 0, 'no producers listed');
   await screenshot(page, 'console-events');
+
+  await page.goto(`${console_}/topology`);
+  await page.getByRole('img', { name: 'Topology of the services' }).waitFor();
+  assert.ok(await page.getByRole('cell', { name: 'event' }).count() > 0, 'no event flow seen');
+  await screenshot(page, 'console-topology');
   await page.close();
 });

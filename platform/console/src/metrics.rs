@@ -2,8 +2,9 @@
 //! Prometheus `/metrics` and, for producers, the feed's last position.
 //! Each scrape is boiled down at once to what the console shows (request
 //! counts and latency buckets per route, breaker states, consumer lag and
-//! dead letters), and the last [`KEPT`] scrapes are kept per process, so
-//! rates and percentiles come from the difference between two of them.
+//! dead letters). Per process the console keeps the scrapes of the last
+//! window, whose differences give rates and percentiles, and for the charts
+//! [`KEPT`] totals (ten minutes) of one number each.
 
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -12,8 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How often every process is scraped.
 pub const EVERY: Duration = Duration::from_secs(2);
-/// Scrapes kept per process: ten minutes.
+/// Request totals kept per process, for the charts: ten minutes.
 pub const KEPT: usize = 300;
+/// Whole scrapes kept per process: the window's, and one before it.
+const RECENT: usize = (WINDOW as usize) / 2 + 2;
 /// Rates and percentiles are over this window.
 pub const WINDOW: f64 = 60.0;
 
@@ -98,7 +101,17 @@ pub struct Target {
 /// Every process's recent samples.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    inner: Mutex<HashMap<String, (String, VecDeque<Sample>)>>,
+    inner: Mutex<HashMap<String, Kept>>,
+}
+
+/// What is kept of one process.
+#[derive(Debug, Default)]
+struct Kept {
+    service: String,
+    /// The last [`RECENT`] scrapes.
+    samples: VecDeque<Sample>,
+    /// (unix seconds, requests so far), the last [`KEPT`].
+    totals: VecDeque<(f64, f64)>,
 }
 
 impl Metrics {
@@ -106,7 +119,7 @@ impl Metrics {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, VecDeque<Sample>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -114,18 +127,25 @@ impl Metrics {
 
     pub fn record(&self, target: &Target, sample: Sample) {
         let mut inner = self.lock();
-        let (service, samples) = inner
-            .entry(target.instance_id.clone())
-            .or_insert_with(|| (target.service.clone(), VecDeque::new()));
-        *service = target.service.clone();
+        let kept = inner.entry(target.instance_id.clone()).or_default();
+        kept.service = target.service.clone();
         // A restarted process counts from zero: its old samples mean nothing.
-        if samples.back().is_some_and(|last| restarted(last, &sample)) {
-            samples.clear();
+        if kept
+            .samples
+            .back()
+            .is_some_and(|last| restarted(last, &sample))
+        {
+            kept.samples.clear();
+            kept.totals.clear();
         }
-        if samples.len() == KEPT {
-            samples.pop_front();
+        if kept.samples.len() == RECENT {
+            kept.samples.pop_front();
         }
-        samples.push_back(sample);
+        if kept.totals.len() == KEPT {
+            kept.totals.pop_front();
+        }
+        kept.totals.push_back((sample.at, total(&sample)));
+        kept.samples.push_back(sample);
     }
 
     /// Traffic per route over the window: the API and pages first, then the
@@ -133,7 +153,13 @@ impl Metrics {
     pub fn routes(&self) -> Vec<RouteStats> {
         let inner = self.lock();
         let mut stats = Vec::new();
-        for (instance, (service, samples)) in inner.iter() {
+        for (
+            instance,
+            Kept {
+                service, samples, ..
+            },
+        ) in inner.iter()
+        {
             let (Some(first), Some(last)) = (window_start(samples), samples.back()) else {
                 continue;
             };
@@ -179,14 +205,14 @@ impl Metrics {
         let inner = self.lock();
         let mut series: Vec<(String, Vec<(f64, f64)>)> = inner
             .iter()
-            .map(|(instance, (_, samples))| {
-                let points = samples
+            .map(|(instance, kept)| {
+                let points = kept
+                    .totals
                     .iter()
-                    .zip(samples.iter().skip(1))
-                    .map(|(a, b)| {
-                        let total = |s: &Sample| s.routes.values().map(|r| r.requests).sum::<f64>();
-                        let seconds = (b.at - a.at).max(1e-9);
-                        (b.at, ((total(b) - total(a)) / seconds).max(0.0))
+                    .zip(kept.totals.iter().skip(1))
+                    .map(|((a_at, a), (b_at, b))| {
+                        let seconds = (b_at - a_at).max(1e-9);
+                        (*b_at, ((b - a) / seconds).max(0.0))
                     })
                     .collect();
                 (instance.clone(), points)
@@ -200,7 +226,7 @@ impl Metrics {
         let inner = self.lock();
         let mut states: Vec<BreakerState> = inner
             .iter()
-            .filter_map(|(instance, (_, samples))| Some((instance, samples.back()?)))
+            .filter_map(|(instance, kept)| Some((instance, kept.samples.back()?)))
             .flat_map(|(instance, last)| {
                 last.breakers.iter().map(move |(name, value)| BreakerState {
                     instance_id: instance.clone(),
@@ -222,17 +248,23 @@ impl Metrics {
         let inner = self.lock();
         let mut producers: Vec<Producer> = inner
             .iter()
-            .filter_map(|(instance, (service, samples))| {
+            .filter_map(|(instance, kept)| {
                 Some(Producer {
-                    service: service.clone(),
+                    service: kept.service.clone(),
                     instance_id: instance.clone(),
-                    last_position: samples.back()?.last_position?,
+                    last_position: kept.samples.back()?.last_position?,
                 })
             })
             .collect();
         producers.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
         let mut consumers = Vec::new();
-        for (instance, (service, samples)) in inner.iter() {
+        for (
+            instance,
+            Kept {
+                service, samples, ..
+            },
+        ) in inner.iter()
+        {
             let Some(last) = samples.back() else { continue };
             for ((consumer, producer), lag) in &last.lags {
                 let position = producers
@@ -269,9 +301,13 @@ fn plumbing(route: &str) -> bool {
     .any(|prefix| route.starts_with(prefix))
 }
 
+/// Every request a sample counts.
+fn total(sample: &Sample) -> f64 {
+    sample.routes.values().map(|r| r.requests).sum()
+}
+
 /// Whether `now` comes from a new process: a counter went down.
 fn restarted(before: &Sample, now: &Sample) -> bool {
-    let total = |s: &Sample| s.routes.values().map(|r| r.requests).sum::<f64>();
     total(now) < total(before)
 }
 

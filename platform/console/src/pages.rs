@@ -363,8 +363,8 @@ pub async fn trace(State(console): State<Console>, Path(trace_id): Path<String>)
         .max(0.001);
     let mut services: Vec<String> = Vec::new();
     for span in &spans {
-        if !services.contains(&span.span.service) {
-            services.push(span.span.service.clone());
+        if !services.contains(&span.service) {
+            services.push(span.service.clone());
         }
     }
     let scale = (WIDTH - LABEL_WIDTH) / total_ms;
@@ -377,8 +377,8 @@ pub async fn trace(State(console): State<Console>, Path(trace_id): Path<String>)
             label: format!(
                 "{}{}: {}",
                 "  ".repeat(span.depth.min(12)),
-                span.span.service,
-                span.span.name
+                span.service,
+                span.name
             ),
             x: LABEL_WIDTH + span.offset_ms * scale,
             width: (span.duration_ms * scale).max(1.0),
@@ -386,14 +386,13 @@ pub async fn trace(State(console): State<Console>, Path(trace_id): Path<String>)
                 "s{}",
                 services
                     .iter()
-                    .position(|s| *s == span.span.service)
+                    .position(|s| *s == span.service)
                     .unwrap_or(0)
                     % 8
             ),
             duration: format!("{:.2} ms", span.duration_ms),
-            error: span.span.error,
+            error: span.error,
             details: span
-                .span
                 .attributes
                 .iter()
                 .map(|(k, v)| match v {

@@ -10,7 +10,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The OTLP messages, as far as the console reads them.
 pub mod otlp {
@@ -97,23 +97,22 @@ pub mod otlp {
     }
 }
 
-/// One span as the console keeps it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One span as the console keeps it: text in boxes, the attributes as
+/// JSON text (a fraction of a map's memory), the service's name shared.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredSpan {
-    pub trace_id: String,
-    pub span_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent_span_id: Option<String>,
-    pub service: String,
-    pub name: String,
+    pub trace_id: Box<str>,
+    pub span_id: Box<str>,
+    pub parent_span_id: Option<Box<str>>,
+    pub service: Arc<str>,
+    pub name: Box<str>,
     pub kind: &'static str,
     /// Unix nanoseconds.
-    #[serde(skip)]
     pub start_ns: u64,
-    #[serde(skip)]
     pub end_ns: u64,
     pub error: bool,
-    pub attributes: Map<String, Value>,
+    pub request_id: Option<Box<str>>,
+    pub attributes: Box<str>,
 }
 
 /// A trace in the list.
@@ -133,8 +132,14 @@ pub struct TraceSummary {
 /// A span of one trace, placed in time for the waterfall.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlacedSpan {
-    #[serde(flatten)]
-    pub span: StoredSpan,
+    pub span_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<String>,
+    pub service: String,
+    pub name: String,
+    pub kind: &'static str,
+    pub error: bool,
+    pub attributes: Map<String, Value>,
     /// RFC 3339.
     pub start: String,
     /// From the trace's first span.
@@ -172,9 +177,11 @@ pub struct TraceStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    traces: HashMap<String, Vec<StoredSpan>>,
+    traces: HashMap<Box<str>, Vec<StoredSpan>>,
     /// Oldest first.
-    order: VecDeque<String>,
+    order: VecDeque<Box<str>>,
+    /// Each service's name once.
+    names: HashMap<String, Arc<str>>,
 }
 
 pub const SPANS_PER_TRACE: usize = 1000;
@@ -208,6 +215,11 @@ impl TraceStore {
                     },
                 )
                 .unwrap_or_else(|| "unknown".into());
+            let service = inner
+                .names
+                .entry(service.clone())
+                .or_insert_with(|| Arc::from(service.as_str()))
+                .clone();
             for span in resource.scope_spans.iter().flat_map(|s| &s.spans) {
                 let stored = stored(&service, span);
                 if !inner.traces.contains_key(&stored.trace_id) {
@@ -240,18 +252,14 @@ impl TraceStore {
                     .service
                     .as_deref()
                     .filter(|s| !s.is_empty())
-                    .is_none_or(|service| spans.iter().any(|s| s.service == service))
+                    .is_none_or(|service| spans.iter().any(|s| &*s.service == service))
             })
             .filter(|spans| {
                 query
                     .request_id
                     .as_deref()
                     .filter(|r| !r.is_empty())
-                    .is_none_or(|id| {
-                        spans.iter().any(|s| {
-                            s.attributes.get("request_id").and_then(Value::as_str) == Some(id)
-                        })
-                    })
+                    .is_none_or(|id| spans.iter().any(|s| s.request_id.as_deref() == Some(id)))
             })
             .take(limit)
             .map(|spans| summary(spans))
@@ -262,22 +270,24 @@ impl TraceStore {
     pub fn trace(&self, trace_id: &str) -> Option<Vec<PlacedSpan>> {
         let spans = self.lock().traces.get(trace_id)?.clone();
         let start = spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
-        let mut placed: Vec<PlacedSpan> = spans
-            .iter()
+        let mut order: Vec<&StoredSpan> = spans.iter().collect();
+        order.sort_by_key(|s| (s.start_ns, depth(&spans, s)));
+        let placed = order
+            .into_iter()
             .map(|span| PlacedSpan {
+                span_id: span.span_id.to_string(),
+                parent_span_id: span.parent_span_id.as_deref().map(str::to_owned),
+                service: span.service.to_string(),
+                name: span.name.to_string(),
+                kind: span.kind,
+                error: span.error,
+                attributes: serde_json::from_str(&span.attributes).unwrap_or_default(),
                 start: rfc3339(span.start_ns),
                 offset_ms: span.start_ns.saturating_sub(start) as f64 / 1e6,
                 duration_ms: span.end_ns.saturating_sub(span.start_ns) as f64 / 1e6,
                 depth: depth(&spans, span),
-                span: span.clone(),
             })
             .collect();
-        placed.sort_by(|a, b| {
-            a.span
-                .start_ns
-                .cmp(&b.span.start_ns)
-                .then(a.depth.cmp(&b.depth))
-        });
         Some(placed)
     }
 
@@ -287,7 +297,7 @@ impl TraceStore {
         let mut counts: HashMap<(String, String, &'static str), usize> = HashMap::new();
         for spans in inner.traces.values() {
             let by_id: HashMap<&str, &StoredSpan> =
-                spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+                spans.iter().map(|s| (&*s.span_id, s)).collect();
             for span in spans {
                 let Some(parent) = span.parent_span_id.as_deref().and_then(|p| by_id.get(p)) else {
                     continue;
@@ -299,7 +309,7 @@ impl TraceStore {
                         "call"
                     };
                     *counts
-                        .entry((parent.service.clone(), span.service.clone(), kind))
+                        .entry((parent.service.to_string(), span.service.to_string(), kind))
                         .or_default() += 1;
                 }
             }
@@ -327,7 +337,7 @@ impl TraceStore {
     }
 }
 
-fn stored(service: &str, span: &otlp::Span) -> StoredSpan {
+fn stored(service: &Arc<str>, span: &otlp::Span) -> StoredSpan {
     let attributes: Map<String, Value> = span
         .attributes
         .iter()
@@ -346,14 +356,18 @@ fn stored(service: &str, span: &otlp::Span) -> StoredSpan {
         .get("http.response.status_code")
         .and_then(Value::as_i64)
         .is_some_and(|status| status >= 500);
+    let request_id = attributes
+        .get("request_id")
+        .and_then(Value::as_str)
+        .map(Into::into);
     StoredSpan {
-        trace_id: hex(&span.trace_id),
-        span_id: hex(&span.span_id),
+        trace_id: hex(&span.trace_id).into(),
+        span_id: hex(&span.span_id).into(),
         parent_span_id: (!span.parent_span_id.is_empty()
             && span.parent_span_id.iter().any(|b| *b != 0))
-        .then(|| hex(&span.parent_span_id)),
-        service: service.to_owned(),
-        name: span.name.clone(),
+        .then(|| hex(&span.parent_span_id).into()),
+        service: service.clone(),
+        name: span.name.as_str().into(),
         kind: match span.kind {
             2 => "server",
             3 => "client",
@@ -365,12 +379,13 @@ fn stored(service: &str, span: &otlp::Span) -> StoredSpan {
         end_ns: span.end_time_unix_nano.max(span.start_time_unix_nano),
         // Status code 2 is ERROR.
         error: span.status.as_ref().is_some_and(|s| s.code == 2) || server_error,
-        attributes,
+        request_id,
+        attributes: Value::Object(attributes).to_string().into(),
     }
 }
 
 fn summary(spans: &[StoredSpan]) -> TraceSummary {
-    let ids: Vec<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    let ids: Vec<&str> = spans.iter().map(|s| &*s.span_id).collect();
     let root = spans
         .iter()
         .filter(|s| {
@@ -385,16 +400,16 @@ fn summary(spans: &[StoredSpan]) -> TraceSummary {
     let mut by_start: Vec<&StoredSpan> = spans.iter().collect();
     by_start.sort_by_key(|s| s.start_ns);
     for span in by_start {
-        if !services.contains(&span.service) {
-            services.push(span.service.clone());
+        if !services.iter().any(|s| **s == *span.service) {
+            services.push(span.service.to_string());
         }
     }
     TraceSummary {
         trace_id: spans
             .first()
-            .map(|s| s.trace_id.clone())
+            .map(|s| s.trace_id.to_string())
             .unwrap_or_default(),
-        root: root.map(|r| r.name.clone()).unwrap_or_default(),
+        root: root.map(|r| r.name.to_string()).unwrap_or_default(),
         start: rfc3339(start),
         duration_ms: (end - start) as f64 / 1e6,
         services,
@@ -407,7 +422,7 @@ fn depth(spans: &[StoredSpan], span: &StoredSpan) -> usize {
     let mut depth = 0;
     let mut parent = span.parent_span_id.as_deref();
     while let Some(id) = parent {
-        match spans.iter().find(|s| s.span_id == id) {
+        match spans.iter().find(|s| &*s.span_id == id) {
             Some(found) if depth < 64 => {
                 depth += 1;
                 parent = found.parent_span_id.as_deref();
@@ -628,10 +643,8 @@ mod tests {
             [0, 1, 2, 3]
         );
         assert!((spans[3].offset_ms - 20.0).abs() < 1e-9);
-        assert_eq!(
-            spans[1].span.parent_span_id.as_deref(),
-            Some("0101010101010101")
-        );
+        assert_eq!(spans[1].parent_span_id.as_deref(), Some("0101010101010101"));
+        assert_eq!(spans[0].attributes["request_id"], "r-1");
         let edges = store.edges();
         assert_eq!(
             edges,
