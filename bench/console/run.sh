@@ -5,16 +5,18 @@
 # comments, REQUESTS reads), and prints the resident memory of the `dure up`
 # process (where the console and its buffers live) and of all its children
 # (which export their traces only when the console is there), with the
-# difference. Target: the console adds at most 15 MB to `dure up`.
+# difference. The default traffic (71 s of reads) fills the console's
+# buffers: 10,000 log lines, 500 traces, a full metrics window. Target: the
+# console adds at most 15 MB to `dure up`.
 #
 #   bash bench/console/run.sh
-#   REQUESTS=20000 bash bench/console/run.sh
+#   REQUESTS=5000 bash bench/console/run.sh     # quicker, buffers not yet full
 #
 # Needs curl and wrk (Debian packages; wrk installed here if missing and root).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-REQUESTS="${REQUESTS:-5000}"
+REQUESTS="${REQUESTS:-35000}"
 # Each run its own ports: the first run's connections linger in TIME_WAIT.
 PORT_BASE="${PORT_BASE:-9330}"
 
