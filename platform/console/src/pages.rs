@@ -233,17 +233,36 @@ fn layout(edges: &[Edge]) -> Graph {
             }
         }
     }
-    // Column: the longest chain of edges leading to the node (cycles cut).
-    let mut column: Vec<usize> = vec![0; names.len()];
-    for _ in 0..names.len() {
+    // Column: how few edges lead to the node from one that nobody calls
+    // (the gateway); cycles (a consumer pulling its producer's feed) do not
+    // move anything further right.
+    let sources: Vec<usize> = (0..names.len())
+        .filter(|&i| !edges.iter().any(|e| e.to == names[i]))
+        .collect();
+    let mut column: Vec<Option<usize>> = vec![None; names.len()];
+    let mut frontier: Vec<usize> = if sources.is_empty() && !names.is_empty() {
+        vec![0]
+    } else {
+        sources
+    };
+    for &i in &frontier {
+        column[i] = Some(0);
+    }
+    let mut depth = 0;
+    while !frontier.is_empty() {
+        depth += 1;
+        let mut next = Vec::new();
         for edge in edges {
             let from = names.iter().position(|n| *n == edge.from).unwrap_or(0);
             let to = names.iter().position(|n| *n == edge.to).unwrap_or(0);
-            if column[to] < column[from] + 1 && column[from] + 1 < names.len() {
-                column[to] = column[from] + 1;
+            if frontier.contains(&from) && column[to].is_none() {
+                column[to] = Some(depth);
+                next.push(to);
             }
         }
+        frontier = next;
     }
+    let column: Vec<usize> = column.into_iter().map(|c| c.unwrap_or(0)).collect();
     let mut rows_used: Vec<usize> = vec![0; names.len()];
     let mut place: Vec<(f64, f64)> = Vec::new();
     for col in column.iter().copied() {
@@ -268,11 +287,34 @@ fn layout(edges: &[Edge]) -> Graph {
             let at = |name: &str| place[names.iter().position(|n| n == name).unwrap_or(0)];
             let (fx, fy) = at(&edge.from);
             let (tx, ty) = at(&edge.to);
-            let (x1, y1) = (fx + NODE_WIDTH, fy + NODE_HEIGHT / 2.0);
-            let (x2, y2) = if tx > fx {
-                (tx, ty + NODE_HEIGHT / 2.0)
+            // A pair of opposite edges is drawn apart.
+            let apart = if edges.iter().any(|e| e.from == edge.to && e.to == edge.from) {
+                if edge.from < edge.to { -5.0 } else { 5.0 }
             } else {
-                (tx + NODE_WIDTH / 2.0, ty + NODE_HEIGHT)
+                0.0
+            };
+            let (fy, ty) = (fy + apart, ty + apart);
+            // Right to left across columns; within one, bottom to top.
+            let ((x1, y1), (x2, y2)) = if tx > fx {
+                (
+                    (fx + NODE_WIDTH, fy + NODE_HEIGHT / 2.0),
+                    (tx, ty + NODE_HEIGHT / 2.0),
+                )
+            } else if tx < fx {
+                (
+                    (fx, fy + NODE_HEIGHT / 2.0),
+                    (tx + NODE_WIDTH, ty + NODE_HEIGHT / 2.0),
+                )
+            } else if ty > fy {
+                (
+                    (fx + NODE_WIDTH / 2.0 - 15.0, fy + NODE_HEIGHT),
+                    (tx + NODE_WIDTH / 2.0 - 15.0, ty),
+                )
+            } else {
+                (
+                    (fx + NODE_WIDTH / 2.0 + 15.0, fy),
+                    (tx + NODE_WIDTH / 2.0 + 15.0, ty + NODE_HEIGHT),
+                )
             };
             Arrow {
                 x1,
@@ -569,6 +611,14 @@ mod tests {
         assert!(x("gateway") < x("posting") && x("posting") < x("notification"));
         assert_eq!(x("posting"), x("identity"));
         assert_eq!(graph.arrows.len(), 3);
+        // A cycle (notification pulls posting's feed) moves nothing.
+        let cyclic = layout(&[
+            edge("gateway", "posting", "call"),
+            edge("posting", "notification", "event"),
+            edge("notification", "posting", "call"),
+        ]);
+        let cx = |name: &str| cyclic.nodes.iter().find(|n| n.name == name).unwrap().x;
+        assert!(cx("gateway") < cx("posting") && cx("posting") < cx("notification"));
         assert!(layout(&[]).nodes.is_empty());
     }
 
