@@ -516,6 +516,14 @@ pub async fn scrape(client: &reqwest::Client, metrics: &Metrics, targets: &[Targ
     }
 }
 
+/// A `traceparent` that asks not to be traced: the console's own questions
+/// would otherwise fill its trace store with feed requests.
+fn unsampled() -> String {
+    let trace: u128 = rand::random::<u128>() | 1;
+    let span: u64 = rand::random::<u64>() | 1;
+    format!("00-{trace:032x}-{span:016x}-00")
+}
+
 /// A producer's last position, from its feed (none for a process without).
 async fn last_position(client: &reqwest::Client, address: &str) -> Option<u64> {
     #[derive(serde::Deserialize)]
@@ -527,6 +535,7 @@ async fn last_position(client: &reqwest::Client, address: &str) -> Option<u64> {
             "{address}/internal/events?after={}&limit=1",
             i64::MAX
         ))
+        .header("traceparent", unsampled())
         .send()
         .await
         .ok()
