@@ -150,20 +150,24 @@ impl RequestBuilder {
         self
     }
 
+    /// Sends the request and reads the whole answer, both within the timeout.
     pub async fn send(self) -> Result<Response, Error> {
         let timeout = self.timeout;
-        let call = async move {
-            match local::name_of(&self.url).map(str::to_owned) {
-                Some(name) => self.send_local(name).await,
-                None => self.send_http().await,
-            }
-        };
-        match timeout {
-            Some(limit) => tokio::time::timeout(limit, call)
+        within(timeout, async move {
+            let head = self.head().await?;
+            let body = head
+                .body
+                .collect()
                 .await
-                .unwrap_or(Err(Error::Timeout(limit))),
-            None => call.await,
-        }
+                .map_err(|err| Error::Transport(err.to_string()))?
+                .to_bytes();
+            Ok(Response {
+                status: head.status,
+                headers: head.headers,
+                body,
+            })
+        })
+        .await
     }
 
     /// Sends the request and answers as soon as the response's head has
@@ -172,28 +176,26 @@ impl RequestBuilder {
     /// head only: the body may go on for as long as both sides keep it open.
     pub async fn send_streaming(self) -> Result<StreamingResponse, Error> {
         let timeout = self.timeout;
-        let call = async move {
-            match local::name_of(&self.url).map(str::to_owned) {
-                Some(name) => {
-                    let request = self.local_request(&name)?;
-                    let response = local::call(&name, request)
-                        .await
-                        .map_err(|err| Error::Connect(err.to_string()))?;
-                    let (parts, body) = response.into_parts();
-                    Ok(StreamingResponse {
-                        status: parts.status,
-                        headers: parts.headers,
-                        body,
-                    })
-                }
-                None => self.stream_http().await,
+        within(timeout, self.head()).await
+    }
+
+    /// The answer's head, its body still to come: from a router of this
+    /// process, or over TCP.
+    async fn head(self) -> Result<StreamingResponse, Error> {
+        match local::name_of(&self.url).map(str::to_owned) {
+            Some(name) => {
+                let request = self.local_request(&name)?;
+                let response = local::call(&name, request)
+                    .await
+                    .map_err(|err| Error::Connect(err.to_string()))?;
+                let (parts, body) = response.into_parts();
+                Ok(StreamingResponse {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                })
             }
-        };
-        match timeout {
-            Some(limit) => tokio::time::timeout(limit, call)
-                .await
-                .unwrap_or(Err(Error::Timeout(limit))),
-            None => call.await,
+            None => self.stream_http().await,
         }
     }
 
@@ -245,47 +247,18 @@ impl RequestBuilder {
         }
         Ok(request)
     }
+}
 
-    async fn send_local(self, name: String) -> Result<Response, Error> {
-        let request = self.local_request(&name)?;
-        let response = local::call(&name, request)
+/// `call` within `timeout`, if there is one.
+async fn within<T>(
+    timeout: Option<Duration>,
+    call: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match timeout {
+        Some(limit) => tokio::time::timeout(limit, call)
             .await
-            .map_err(|err| Error::Connect(err.to_string()))?;
-        let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|err| Error::Transport(err.to_string()))?
-            .to_bytes();
-        Ok(Response {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
-    }
-
-    async fn send_http(self) -> Result<Response, Error> {
-        let timeout = self.timeout;
-        let response = self
-            .client
-            .http
-            .request(self.method, &self.url)
-            .headers(self.headers)
-            .body(self.body)
-            .send()
-            .await
-            .map_err(|err| Error::from_reqwest(err, timeout))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|err| Error::from_reqwest(err, timeout))?;
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+            .unwrap_or(Err(Error::Timeout(limit))),
+        None => call.await,
     }
 }
 
