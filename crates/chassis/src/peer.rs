@@ -9,7 +9,7 @@
 //! that is answered 502/503/504 is retried once on another instance, after a
 //! jittered pause and only within the retry budget.
 
-use crate::client::{Client, Response};
+use crate::client::{Client, RequestBuilder, Response, StreamingResponse};
 use crate::discovery::Directory;
 use crate::resilience::{Breaker, BreakerSettings, Bulkhead, Ejection, Outcome, RetryBudget};
 use crate::telemetry::trace;
@@ -182,6 +182,45 @@ impl Peer {
         address: &str,
         call: &Call,
     ) -> Result<Response, PeerError> {
+        let (request, span) = self.request(instance_id, address, call);
+        let started = Instant::now();
+        let result = request.send().instrument(span).await;
+        metrics::histogram!("peer_call_duration_seconds", "service" => self.service.clone())
+            .record(started.elapsed().as_secs_f64());
+        self.settle(instance_id, result, Response::status)
+    }
+
+    /// Opens a long-lived answer (Server-Sent Events) from an instance: the
+    /// breaker is asked and told about its head, the instance's ejection
+    /// too, but it holds no bulkhead slot and is never retried, since its
+    /// body may stream for hours.
+    pub async fn stream(&self, call: Call) -> Result<StreamingResponse, PeerError> {
+        self.breaker.try_acquire().map_err(|open| PeerError::Open {
+            service: self.service.clone(),
+            retry_after: open.retry_after,
+        })?;
+        let Some((instance_id, address)) = self.pick(None) else {
+            self.breaker.record(Outcome::Failure);
+            return Err(PeerError::NoInstance(self.service.clone()));
+        };
+        let (request, span) = self.request(&instance_id, &address, &call);
+        let result = request.send_streaming().instrument(span).await;
+        let result = self.settle(&instance_id, result, |r: &StreamingResponse| r.status);
+        self.breaker.record(match &result {
+            Ok(r) if !r.status.is_server_error() => Outcome::Success,
+            _ => Outcome::Failure,
+        });
+        result
+    }
+
+    /// `call` as a request to `address`, in a client span when traces are
+    /// exported (its context in the request's `traceparent`).
+    fn request(
+        &self,
+        instance_id: &str,
+        address: &str,
+        call: &Call,
+    ) -> (RequestBuilder, tracing::Span) {
         let mut request = self
             .client
             .request(
@@ -206,20 +245,26 @@ impl Peer {
         };
         let mut traced = HeaderMap::new();
         trace::inject_headers(&span, &mut traced);
-        request = request.headers(traced);
-        let started = Instant::now();
-        let result = request.send().instrument(span).await;
-        metrics::histogram!("peer_call_duration_seconds", "service" => self.service.clone())
-            .record(started.elapsed().as_secs_f64());
+        (request.headers(traced), span)
+    }
+
+    /// An instance's answer (of which `status` tells the status) or error,
+    /// counted towards its ejection.
+    fn settle<T>(
+        &self,
+        instance_id: &str,
+        result: Result<T, crate::client::Error>,
+        status: impl Fn(&T) -> axum::http::StatusCode,
+    ) -> Result<T, PeerError> {
         let ejection = self.ejection(instance_id);
         match result {
-            Ok(response) if response.status().is_server_error() => {
-                ejection.failure();
-                Ok(response)
-            }
-            Ok(response) => {
-                ejection.success();
-                Ok(response)
+            Ok(answer) => {
+                if status(&answer).is_server_error() {
+                    ejection.failure();
+                } else {
+                    ejection.success();
+                }
+                Ok(answer)
             }
             Err(err) if err.is_timeout() => {
                 ejection.failure();

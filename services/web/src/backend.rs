@@ -9,8 +9,9 @@
 //! when the service could not answer (down, breaker open, too slow).
 
 use crate::Settings;
+use axum::http::header::ACCEPT;
 use axum::http::{HeaderValue, Method, StatusCode};
-use dure_chassis::client::{Client, StreamingResponse};
+use dure_chassis::client::StreamingResponse;
 use dure_chassis::discovery::Directory;
 use dure_chassis::peer::{Call, Peer, PeerError, PeerSettings};
 use serde::Deserialize;
@@ -112,15 +113,13 @@ impl Problem {
     }
 }
 
-/// One peer per service, and a client for the live stream.
+/// One peer per service.
 #[derive(Debug)]
 pub struct Backend {
     identity: Peer,
     posting: Peer,
     notice: Peer,
     notification: Peer,
-    directory: Directory,
-    stream_client: Client,
 }
 
 impl Backend {
@@ -137,9 +136,7 @@ impl Backend {
             identity: Peer::new(directory.clone(), "identity", identity),
             posting: Peer::new(directory.clone(), "posting", quick),
             notice: Peer::new(directory.clone(), "notice", quick),
-            notification: Peer::new(directory.clone(), "notification", quick),
-            stream_client: Client::new(settings.peer_timeout),
-            directory,
+            notification: Peer::new(directory, "notification", quick),
         }
     }
 
@@ -192,44 +189,28 @@ impl Backend {
             .await
     }
 
-    /// notification's live stream for `caller`, from one of its instances;
-    /// its body goes on until either side closes it.
+    /// notification's live stream for `caller`; its body goes on until
+    /// either side closes it.
     pub async fn notification_stream(
         &self,
         caller: Caller<'_>,
     ) -> Result<StreamingResponse, Failure> {
         let service = Svc::Notification;
-        let instances = self.directory.instances(service.name());
-        if instances.is_empty() {
-            return Err(Failure::Unavailable {
-                service,
-                cause: "no instance".into(),
-            });
-        }
-        let pick = rand::Rng::gen_range(&mut rand::thread_rng(), 0..instances.len());
-        let address = instances[pick].address.trim_end_matches('/').to_owned();
-        let call = with_caller(Call::new(Method::GET, "/api/notifications/stream"), caller);
-        let response = self
-            .stream_client
-            .get(format!("{address}{}", call.path))
-            .headers(call.headers)
-            .header("accept", "text/event-stream")
-            .send_streaming()
-            .await
-            .map_err(|err| Failure::Unavailable {
-                service,
-                cause: err.to_string(),
-            })?;
-        if response.status.is_success() {
-            Ok(response)
-        } else {
-            Err(Failure::Refused(Problem {
+        let call = with_caller(
+            Call::new(Method::GET, "/api/notifications/stream")
+                .header(ACCEPT, HeaderValue::from_static("text/event-stream")),
+            caller,
+        );
+        match self.peer(service).stream(call).await {
+            Ok(response) if response.status.is_success() => Ok(response),
+            Ok(response) => Err(Failure::Refused(Problem {
                 status: response.status,
                 title: String::new(),
                 detail: None,
                 errors: Vec::new(),
                 retry_after: None,
-            }))
+            })),
+            Err(err) => Err(unavailable(service, &err)),
         }
     }
 }
