@@ -158,14 +158,16 @@ impl Pump {
     async fn run(self) {
         let mut lines = BufReader::new(self.stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(buffer) = &self.output.logs {
-                buffer.push(&self.label, &line);
-            }
-            let rendered = logs::render(&line);
+            // Parsed once for the terminal, the death report and the console.
+            let record = dure_console::logs::json_object(&line);
+            let rendered = logs::render(&line, record.as_ref());
             if self.output.raw {
                 println!("{line}");
-            } else if self.output.verbose || logs::worth_showing(&line) {
+            } else if self.output.verbose || logs::worth_showing(record.as_ref()) {
                 println!("{} {rendered}", self.prefix);
+            }
+            if let Some(buffer) = &self.output.logs {
+                buffer.push_record(&self.label, &line, record);
             }
             if let Ok(mut kept) = self.last_lines.lock() {
                 if kept.len() == KEPT_LINES {

@@ -5,33 +5,26 @@
 
 use serde_json::{Map, Value};
 
-pub fn render(line: &str) -> String {
-    let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(line) else {
+/// `line` made readable, from its JSON object `record` (plain text as it is).
+pub fn render(line: &str, record: Option<&Map<String, Value>>) -> String {
+    let Some(record) = record else {
         return line.to_owned();
     };
-    let time = record
-        .remove("timestamp")
-        .and_then(|t| t.as_str().and_then(|t| t.get(11..19)).map(str::to_owned))
-        .unwrap_or_default();
-    let level = record
-        .remove("level")
-        .and_then(|l| l.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    let message = record
-        .remove("message")
-        .and_then(|m| m.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    record.remove("target");
-    let span = match record.remove("span") {
-        Some(Value::Object(span)) => span,
-        _ => Map::new(),
-    };
-    let mut out = format!("{time} {level:>5} {message}");
-    for (key, value) in record
-        .iter()
-        .chain(span.iter())
-        .filter_map(|(k, v)| Some((shown(k)?, v)))
-    {
+    let text = |key: &str| record.get(key).and_then(Value::as_str).unwrap_or("");
+    let time = text("timestamp").get(11..19).unwrap_or("");
+    let mut out = format!("{time} {:>5} {}", text("level"), text("message"));
+    let own = record.iter().filter(|(k, _)| {
+        !matches!(
+            k.as_str(),
+            "timestamp" | "level" | "message" | "target" | "span"
+        )
+    });
+    let span = record
+        .get("span")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten();
+    for (key, value) in own.chain(span).filter_map(|(k, v)| Some((shown(k)?, v))) {
         out.push(' ');
         out.push_str(key);
         out.push('=');
@@ -43,11 +36,12 @@ pub fn render(line: &str) -> String {
     out
 }
 
-/// Whether the terminal shows `line` by default: everything but requests'
-/// access lines below WARN (long-polls, heartbeats and page views would
-/// fill it) and DEBUG/TRACE lines.
-pub fn worth_showing(line: &str) -> bool {
-    let Ok(Value::Object(record)) = serde_json::from_str::<Value>(line) else {
+/// Whether the terminal shows a line by default (`record` is its JSON
+/// object; plain text is always shown): everything but requests' access
+/// lines below WARN (long-polls, heartbeats and page views would fill it)
+/// and DEBUG/TRACE lines.
+pub fn worth_showing(record: Option<&Map<String, Value>>) -> bool {
+    let Some(record) = record else {
         return true;
     };
     let level = record
@@ -78,20 +72,25 @@ fn shown(key: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::render;
+    use dure_console::logs::json_object;
+
+    fn rendered(line: &str) -> String {
+        render(line, json_object(line).as_ref())
+    }
 
     #[test]
     fn json_lines_become_readable() {
         let line = r#"{"timestamp":"2026-11-21T12:00:01.123Z","level":"INFO","message":"request","status":200,"target":"x","span":{"http.request.method":"GET","http.route":"/api/user","name":"request","otel.kind":"server"}}"#;
         assert_eq!(
-            render(line),
+            rendered(line),
             "12:00:01  INFO request status=200 method=GET route=/api/user"
         );
-        assert_eq!(render("plain text"), "plain text");
+        assert_eq!(rendered("plain text"), "plain text");
     }
 
     #[test]
     fn requests_stay_off_the_terminal_unless_they_failed() {
-        use super::worth_showing;
+        let worth_showing = |line: &str| super::worth_showing(json_object(line).as_ref());
         assert!(!worth_showing(
             r#"{"level":"INFO","message":"request","status":200}"#
         ));

@@ -108,11 +108,17 @@ impl LogBuffer {
 
     /// Parses `raw` (a JSON line, or plain text) from `process` and keeps it.
     pub fn push(&self, process: &str, raw: &str) {
+        self.push_record(process, raw, json_object(raw));
+    }
+
+    /// Keeps `raw` from `process`, already parsed into `record` (its JSON
+    /// object, or `None` for plain text) by a caller that needed it too.
+    pub fn push_record(&self, process: &str, raw: &str, record: Option<Map<String, Value>>) {
         let mut inner = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let line = parse(inner.next_seq, process, raw);
+        let line = from_record(inner.next_seq, process, raw, record);
         inner.next_seq += 1;
         let name = inner
             .names
@@ -210,7 +216,25 @@ fn rank(level: &str) -> u8 {
 /// `message`, fields, `span` with the request's fields, `trace_id`), or
 /// plain text kept as the message.
 pub fn parse(seq: u64, process: &str, raw: &str) -> LogLine {
-    let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(raw) else {
+    from_record(seq, process, raw, json_object(raw))
+}
+
+/// The JSON object `raw` holds, if it is one.
+pub fn json_object(raw: &str) -> Option<Map<String, Value>> {
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(record)) => Some(record),
+        _ => None,
+    }
+}
+
+/// [`parse`] of a line whose JSON object was read already.
+pub fn from_record(
+    seq: u64,
+    process: &str,
+    raw: &str,
+    record: Option<Map<String, Value>>,
+) -> LogLine {
+    let Some(mut record) = record else {
         return LogLine {
             seq,
             time: String::new(),
