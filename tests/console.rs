@@ -19,6 +19,24 @@ const SERVICES: [&str; 7] = [
     "gateway",
 ];
 
+async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// GETs `url` until its JSON answer passes `check`, and answers it; fails
+/// with `what` and the last answer after `within`.
+async fn until(url: &str, within: Duration, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let body = get_json(url).await;
+        if check(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn resources(console: &str) -> Vec<Value> {
     let body: Value = reqwest::get(format!("{console}/api/resources"))
         .await
@@ -116,32 +134,27 @@ async fn the_console_shows_and_acts_on_every_process() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found: Value = reqwest::get(format!("{console}/api/logs?request_id={request_id}"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let processes: Vec<&str> = found["lines"]
+    let processes = |found: &Value| -> Vec<String> {
+        found["lines"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|l| l["process"].as_str().unwrap())
-            .collect();
-        if processes.contains(&"gateway") && processes.contains(&"posting") {
-            let line = &found["lines"][0];
-            assert_eq!(line["request_id"], request_id);
-            assert!(line["time"].as_str().unwrap().starts_with("20"), "{line}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "request lines not found: {found}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .map(|l| l["process"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let found = until(
+        &format!("{console}/api/logs?request_id={request_id}"),
+        Duration::from_secs(5),
+        "request lines not found",
+        |found| {
+            let seen = processes(found);
+            seen.iter().any(|p| p == "gateway") && seen.iter().any(|p| p == "posting")
+        },
+    )
+    .await;
+    let line = &found["lines"][0];
+    assert_eq!(line["request_id"], request_id);
+    assert!(line["time"].as_str().unwrap().starts_with("20"), "{line}");
     let warnings: Value = reqwest::get(format!("{console}/api/logs?level=warn&process=posting"))
         .await
         .unwrap()
@@ -391,61 +404,43 @@ async fn a_comments_trace_crosses_three_processes_in_the_console() {
     assert!(has("posting", "notification", "event"), "{topology}");
 
     // Metrics scraped from every process: posting's traffic per route.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let metrics: Value = reqwest::get(format!("{console}/api/metrics"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let busy = metrics["routes"].as_array().unwrap().iter().any(|r| {
-            r["instance_id"] == "posting"
-                && r["route"] == "/api/postings/{id}/comments"
-                && r["rate"].as_f64().unwrap() > 0.0
-                && r["p99_ms"].as_f64().is_some()
-        });
-        if busy {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no traffic for posting: {metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    until(
+        &format!("{console}/api/metrics"),
+        Duration::from_secs(15),
+        "no traffic for posting",
+        |metrics| {
+            metrics["routes"].as_array().unwrap().iter().any(|r| {
+                r["instance_id"] == "posting"
+                    && r["route"] == "/api/postings/{id}/comments"
+                    && r["rate"].as_f64().unwrap() > 0.0
+                    && r["p99_ms"].as_f64().is_some()
+            })
+        },
+    )
+    .await;
 
     // Events: posting's outbox position, notification caught up with it.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let events: Value = reqwest::get(format!("{console}/api/events"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let produced = events["producers"]
-            .as_array()
-            .unwrap()
+    let caught_up = |events: &Value| -> Option<Value> {
+        let last = events["producers"]
+            .as_array()?
             .iter()
-            .find(|p| p["service"] == "posting")
-            .and_then(|p| p["last_position"].as_u64());
-        let consumed = events["consumers"]
-            .as_array()
-            .unwrap()
+            .find(|p| p["service"] == "posting")?["last_position"]
+            .as_u64()?;
+        let consumer = events["consumers"]
+            .as_array()?
             .iter()
-            .find(|c| c["service"] == "notification" && c["source"] == "posting");
-        if let (Some(last), Some(consumer)) = (produced, consumed)
-            && last >= 2
-            && consumer["lag"] == 0.0
-            && consumer["position"].as_u64() == Some(last)
-        {
-            assert_eq!(consumer["failures"], 0.0);
-            break;
-        }
-        assert!(Instant::now() < deadline, "events not caught up: {events}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+            .find(|c| c["service"] == "notification" && c["source"] == "posting")?;
+        (last >= 2 && consumer["lag"] == 0.0 && consumer["position"].as_u64() == Some(last))
+            .then(|| consumer.clone())
+    };
+    let events = until(
+        &format!("{console}/api/events"),
+        Duration::from_secs(15),
+        "events not caught up",
+        |events| caught_up(events).is_some(),
+    )
+    .await;
+    assert_eq!(caught_up(&events).unwrap()["failures"], 0.0);
     for page in ["/metrics", "/events", "/topology", "/traces"] {
         let answer = reqwest::get(format!("{console}{page}")).await.unwrap();
         assert_eq!(answer.status(), 200, "{page}");
