@@ -46,6 +46,8 @@ pub enum Service {
     Notice(service::Args<service::NoArgs>),
     /// Notifications and their live stream
     Notification(service::Args<service::NoArgs>),
+    /// Reports across services, from their events (admins)
+    Reporting(service::Args<service::NoArgs>),
     /// The web app: the community's HTML pages
     Web(service::Args<dure_web::Args>),
 }

@@ -36,6 +36,7 @@ pub async fn run(service: Service) -> anyhow::Result<ExitCode> {
         Service::Posting(args) => run_alone::<dure_posting::Board>(args).await,
         Service::Notice(args) => run_alone::<dure_notice::Notices>(args).await,
         Service::Notification(args) => run_alone::<dure_notification::Notifications>(args).await,
+        Service::Reporting(args) => run_alone::<dure_reporting::Reports>(args).await,
         Service::Web(args) => run_alone::<dure_web::Web>(args).await,
     }
 }

@@ -9,12 +9,13 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::system::*;
 
-const SERVICES: [&str; 7] = [
+const SERVICES: [&str; 8] = [
     "registry",
     "identity",
     "posting",
     "notice",
     "notification",
+    "reporting",
     "web",
     "gateway",
 ];

@@ -206,15 +206,22 @@ async fn serves_the_api_and_stops_gracefully(topology: Topology) {
                 .iter()
                 .filter(|l| l.starts_with("starting "))
                 .collect();
-            // The registry, five services, the gateway.
-            assert_eq!(started.len(), 7, "{started:?}");
+            // The registry, six services, the gateway.
+            assert_eq!(started.len(), 8, "{started:?}");
             assert!(
                 started
                     .iter()
                     .all(|l| l.ends_with(&format!("in this process (pid {pid}) …"))),
                 "{started:?}"
             );
-            for service in ["identity", "posting", "notice", "notification", "web"] {
+            for service in [
+                "identity",
+                "posting",
+                "notice",
+                "notification",
+                "reporting",
+                "web",
+            ] {
                 let file = system.data_dir.join(format!("{service}.db"));
                 assert!(file.is_file(), "{} missing", file.display());
             }

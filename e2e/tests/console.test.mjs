@@ -10,7 +10,7 @@ import { chromium } from 'playwright-core';
 
 const console_ = process.env.DURE_CONSOLE;
 const shots = process.env.DURE_SCREENSHOTS;
-const SERVICES = ['registry', 'identity', 'posting', 'notice', 'notification', 'web', 'gateway'];
+const SERVICES = ['registry', 'identity', 'posting', 'notice', 'notification', 'reporting', 'web', 'gateway'];
 
 let browser;
 

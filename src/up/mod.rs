@@ -47,6 +47,7 @@ const SERVICES: &[&str] = &[
     <dure_posting::Board as Service>::NAME,
     <dure_notice::Notices as Service>::NAME,
     <dure_notification::Notifications as Service>::NAME,
+    <dure_reporting::Reports as Service>::NAME,
     <dure_web::Web as Service>::NAME,
 ];
 

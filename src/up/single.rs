@@ -117,6 +117,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     parts.push(start::<dure_posting::Board>(&args, &registry_url, &[]).await?);
     parts.push(start::<dure_notice::Notices>(&args, &registry_url, &[]).await?);
     parts.push(start::<dure_notification::Notifications>(&args, &registry_url, &[]).await?);
+    parts.push(start::<dure_reporting::Reports>(&args, &registry_url, &[]).await?);
     parts.push(start::<dure_web::Web>(&args, &registry_url, &[]).await?);
     let services: Vec<String> = parts[1..]
         .iter()

@@ -127,6 +127,8 @@ pub struct Config<Own> {
     pub discovery: DiscoverySettings,
     /// How events travel: the HTTP feed, or NATS JetStream.
     pub bus: Bus,
+    /// How long the outbox keeps delivered events; `None`: forever.
+    pub event_retention: Option<std::time::Duration>,
     /// identity's JWKS; found through discovery when `None`.
     pub jwks_url: Option<String>,
     pub own: Own,
@@ -144,6 +146,7 @@ impl<Own: clap::Args> Args<Own> {
             database_url: self.storage.resolve(file, S::NAME)?,
             discovery: self.discovery.resolve(file)?,
             bus: self.bus.resolve(file)?,
+            event_retention: self.bus.retention(file)?,
             jwks_url: self.auth.resolve(file)?,
             own: S::settings(&self.own, file)?,
         })
@@ -159,6 +162,7 @@ impl<Own> Config<Own> {
             database_url,
             discovery: DiscoverySettings::default(),
             bus: Bus::Feed,
+            event_retention: None,
             jwks_url,
             own,
         }
@@ -185,8 +189,8 @@ pub async fn run<S: Service>(
     let db = Db::connect(&config.database_url, S::migrations()).await?;
     crate::events::install(&db).await?;
     let nats = config.bus.connect().await?;
-    let outbox =
-        (!S::PUBLISHES.is_empty()).then(|| Outbox::start(S::NAME, db.clone(), nats.clone()));
+    let outbox = (!S::PUBLISHES.is_empty())
+        .then(|| Outbox::start(S::NAME, db.clone(), nats.clone(), config.event_retention));
     let revocations = Revocations::load(&db).await?;
     let directory = Directory::start(&config.discovery);
     let base = Base {

@@ -132,6 +132,68 @@ pub struct NoticePublished {
 }
 payload!(NoticePublished, "notice.published", notice_id);
 
+/// `comment.deleted`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentDeleted {
+    pub v: u32,
+    pub comment_id: String,
+    pub posting_id: String,
+}
+payload!(CommentDeleted, "comment.deleted", comment_id);
+
+/// `notice.deleted`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeDeleted {
+    pub v: u32,
+    pub notice_id: String,
+}
+payload!(NoticeDeleted, "notice.deleted", notice_id);
+
+/// `user.erasure.requested`: the erasure saga's command to every
+/// participant holding a user's data (docs/events.md, "The erasure saga").
+/// identity sends it again, with a higher `attempt`, while a participant has
+/// not confirmed; handling it twice has no second effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureRequested {
+    pub v: u32,
+    pub user_id: String,
+    pub attempt: u32,
+    /// The participants that have not confirmed yet; the others may ignore it.
+    pub services: Vec<String>,
+}
+payload!(ErasureRequested, "user.erasure.requested", user_id);
+
+/// `user.erasure.confirmed`: a participant's reply. `applied` is true the one
+/// time the participant erased the data, false when it had done so already.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureConfirmed {
+    pub v: u32,
+    pub user_id: String,
+    pub service: String,
+    pub applied: bool,
+}
+payload!(ErasureConfirmed, "user.erasure.confirmed", user_id);
+
+/// `user.erasure.failed`: a participant could not apply the command (it went
+/// to its dead letters); identity records the error and tries again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureFailed {
+    pub v: u32,
+    pub user_id: String,
+    pub service: String,
+    pub error: String,
+}
+payload!(ErasureFailed, "user.erasure.failed", user_id);
+
+/// `user.erased`: every participant confirmed and identity erased the
+/// account's email and credentials; the saga is complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserErased {
+    pub v: u32,
+    pub user_id: String,
+}
+payload!(UserErased, "user.erased", user_id);
+
 #[cfg(test)]
 mod tests {
     use super::*;

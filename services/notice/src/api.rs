@@ -184,7 +184,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     claims.require(Role::Admin)?;
     uuid_or_not_found(&id)?;
-    if store::delete(&notices.db, &id).await? {
+    if store::delete(&notices.db, &notices.outbox, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(no_notice())

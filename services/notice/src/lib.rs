@@ -21,7 +21,7 @@ use dure_chassis::config::{ConfigError, ConfigFile};
 use dure_chassis::db::{Db, Migrations};
 use dure_chassis::events::Outbox;
 use dure_chassis::service::{Base, NoArgs, Service, Subscription};
-use dure_contracts::events::{NoticePublished, Payload};
+use dure_contracts::events::{NoticeDeleted, NoticePublished, Payload};
 use std::sync::Arc;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -45,7 +45,7 @@ impl Service for Notices {
     const ABOUT: &'static str = "dure's notice service: notices from the admins";
     const PORT: u16 = 7003;
     const ROUTES: &'static [&'static str] = &["/api/notice"];
-    const PUBLISHES: &'static [&'static str] = &[NoticePublished::TYPE];
+    const PUBLISHES: &'static [&'static str] = &[NoticePublished::TYPE, NoticeDeleted::TYPE];
     type Args = NoArgs;
     type Settings = ();
 

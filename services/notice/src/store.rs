@@ -3,7 +3,7 @@
 use dure_chassis::ApiError;
 use dure_chassis::db::Db;
 use dure_chassis::events::Outbox;
-use dure_contracts::events::NoticePublished;
+use dure_contracts::events::{NoticeDeleted, NoticePublished};
 use serde::Serialize;
 use sqlx::AnyPool;
 use utoipa::ToSchema;
@@ -145,10 +145,20 @@ pub async fn update(
 }
 
 #[tracing::instrument(name = "db delete", skip_all, fields(otel.kind = "client", db.collection.name = "notices"))]
-pub async fn delete(db: &Db, id: &str) -> Result<bool, ApiError> {
+pub async fn delete(db: &Db, outbox: &Outbox, id: &str) -> Result<bool, ApiError> {
+    let mut tx = db.begin().await?;
     let deleted = sqlx::query("DELETE FROM notices WHERE id = $1")
         .bind(id)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await?;
-    Ok(deleted.rows_affected() > 0)
+    if deleted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    let event = NoticeDeleted {
+        v: 1,
+        notice_id: id.to_owned(),
+    };
+    outbox.append(&mut tx, &event).await?;
+    outbox.commit(tx).await?;
+    Ok(true)
 }

@@ -10,7 +10,7 @@
 //! - [`Board`] (here): the service, declared for the chassis.
 //! - [`api`]: the HTTP handlers, `postings` and `comments`.
 //! - [`store`]: the tables and their queries; writes append their events
-//!   (`posting.*`, `comment.added`) to the outbox in the same transaction.
+//!   (`posting.*`, `comment.*`) to the outbox in the same transaction.
 //! - [`handlers`]: what identity's `user.*` events change here.
 
 #![forbid(unsafe_code)]
@@ -25,7 +25,7 @@ use dure_chassis::db::{Db, Migrations};
 use dure_chassis::events::Outbox;
 use dure_chassis::service::{Base, NoArgs, Service, Subscription};
 use dure_contracts::events::{
-    CommentAdded, Payload, PostingDeleted, PostingPublished, PostingUpdated,
+    CommentAdded, CommentDeleted, Payload, PostingDeleted, PostingPublished, PostingUpdated,
 };
 use std::sync::Arc;
 
@@ -55,6 +55,7 @@ impl Service for Board {
         PostingUpdated::TYPE,
         PostingDeleted::TYPE,
         CommentAdded::TYPE,
+        CommentDeleted::TYPE,
     ];
     type Args = NoArgs;
     type Settings = ();

@@ -3,7 +3,9 @@
 use dure_chassis::ApiError;
 use dure_chassis::db::{Db, Tx};
 use dure_chassis::events::Outbox;
-use dure_contracts::events::{CommentAdded, PostingDeleted, PostingPublished, PostingUpdated};
+use dure_contracts::events::{
+    CommentAdded, CommentDeleted, PostingDeleted, PostingPublished, PostingUpdated,
+};
 use serde::Serialize;
 use sqlx::AnyPool;
 use utoipa::ToSchema;
@@ -320,6 +322,7 @@ pub async fn comments(
 #[tracing::instrument(name = "db delete_comment", skip_all, fields(otel.kind = "client", db.collection.name = "comments"))]
 pub async fn delete_comment(
     db: &Db,
+    outbox: &Outbox,
     posting_id: &str,
     comment_id: &str,
     allowed: impl FnOnce(&Comment) -> Result<(), ApiError>,
@@ -343,7 +346,13 @@ pub async fn delete_comment(
         .bind(posting_id)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
+    let event = CommentDeleted {
+        v: 1,
+        comment_id: comment_id.to_owned(),
+        posting_id: posting_id.to_owned(),
+    };
+    outbox.append(&mut tx, &event).await?;
+    outbox.commit(tx).await?;
     Ok(true)
 }
 

@@ -25,6 +25,29 @@ pub trait Handler: Send + Sync + 'static {
         event: &'a Envelope,
     ) -> BoxFuture<'a, anyhow::Result<()>>;
 
+    /// [`handle`](Self::handle), for a handler that also wants the event's
+    /// position in its producer's feed (known on every transport, `None` only
+    /// for a message relayed before positions travelled with it).
+    fn handle_at<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        event: &'a Envelope,
+        _position: Option<i64>,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.handle(tx, event)
+    }
+
+    /// Runs in the transaction that moves an event to the dead letters, so
+    /// that a handler can tell someone (a saga's orchestrator) it gave up.
+    fn dead_lettered<'a>(
+        &'a self,
+        _tx: &'a mut Tx,
+        _event: &'a Envelope,
+        _error: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Runs after the handling transaction committed (e.g. to push a live
     /// notification); failures here are only logged.
     fn after_commit<'a>(&'a self, _event: &'a Envelope) -> BoxFuture<'a, ()> {
@@ -123,7 +146,8 @@ impl Consumer {
         metrics::gauge!("events_consumer_lag", "consumer" => self.name.clone(), "producer" => self.producer.clone())
             .set((page.last_position - page.events.last().map_or(cursor, |e| e.position)) as f64);
         for entry in page.events {
-            self.deliver(Some(entry.position), &entry.event).await?;
+            self.deliver(Some(entry.position), Some(entry.position), &entry.event)
+                .await?;
         }
         Ok(())
     }
@@ -154,8 +178,13 @@ impl Consumer {
         let mut handled: u64 = 0;
         while let Some(message) = messages.next().await {
             let message = message.map_err(|e| anyhow::anyhow!("message: {e}"))?;
+            let position = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(super::nats::POSITION_HEADER))
+                .and_then(|p| p.as_str().parse::<i64>().ok());
             match serde_json::from_slice::<Envelope>(&message.payload) {
-                Ok(event) => self.deliver(None, &event).await?,
+                Ok(event) => self.deliver(None, position, &event).await?,
                 Err(err) => {
                     tracing::error!(error = %err, "dropping a message that is not a CloudEvent")
                 }
@@ -175,11 +204,16 @@ impl Consumer {
         anyhow::bail!("the message stream ended")
     }
 
-    /// Handles one event with retries; afterwards the feed cursor (if this
-    /// came from the feed) is past it.
-    async fn deliver(&self, position: Option<i64>, event: &Envelope) -> anyhow::Result<()> {
+    /// Handles one event with retries; afterwards the feed cursor (`cursor`:
+    /// the event's position, if it came from the feed) is past it.
+    async fn deliver(
+        &self,
+        cursor: Option<i64>,
+        position: Option<i64>,
+        event: &Envelope,
+    ) -> anyhow::Result<()> {
         if !self.handler.wants(&event.kind) {
-            if let Some(position) = position {
+            if let Some(position) = cursor {
                 let mut tx = self.db.begin().await?;
                 advance(&mut tx, &self.producer, position).await?;
                 tx.commit().await?;
@@ -198,15 +232,22 @@ impl Consumer {
                 consumer = %self.name,
             )
         });
-        self.deliver_wanted(position, event).instrument(span).await
+        self.deliver_wanted(cursor, position, event)
+            .instrument(span)
+            .await
     }
 
-    async fn deliver_wanted(&self, position: Option<i64>, event: &Envelope) -> anyhow::Result<()> {
+    async fn deliver_wanted(
+        &self,
+        cursor: Option<i64>,
+        position: Option<i64>,
+        event: &Envelope,
+    ) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(50);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.handle_once(position, event).await {
+            match self.handle_once(cursor, position, event).await {
                 Ok(handled) => {
                     if handled {
                         metrics::counter!("events_handled_total", "consumer" => self.name.clone(), "type" => event.kind.clone())
@@ -222,7 +263,7 @@ impl Consumer {
                 }
                 Err(err) => {
                     tracing::error!(event_id = %event.id, event_type = %event.kind, attempts = attempt, error = format!("{err:#}"), "event moved to the dead letters");
-                    self.dead_letter(position, event, &format!("{err:#}"), attempt)
+                    self.dead_letter(cursor, event, &format!("{err:#}"), attempt)
                         .await?;
                     metrics::counter!("events_dead_lettered_total", "consumer" => self.name.clone(), "type" => event.kind.clone())
                         .increment(1);
@@ -234,7 +275,12 @@ impl Consumer {
 
     /// Effect, inbox record and cursor in one transaction; false if the
     /// event had been handled before (a redelivery).
-    async fn handle_once(&self, position: Option<i64>, event: &Envelope) -> anyhow::Result<bool> {
+    async fn handle_once(
+        &self,
+        cursor: Option<i64>,
+        position: Option<i64>,
+        event: &Envelope,
+    ) -> anyhow::Result<bool> {
         let mut tx = self.db.begin().await?;
         let seen: Option<(String,)> =
             sqlx::query_as("SELECT event_id FROM inbox WHERE event_id = $1")
@@ -242,14 +288,14 @@ impl Consumer {
                 .fetch_optional(&mut *tx)
                 .await?;
         if seen.is_none() {
-            self.handler.handle(&mut tx, event).await?;
+            self.handler.handle_at(&mut tx, event, position).await?;
             sqlx::query("INSERT INTO inbox (event_id, handled_at) VALUES ($1, $2)")
                 .bind(&event.id)
                 .bind(clock::now())
                 .execute(&mut *tx)
                 .await?;
         }
-        if let Some(position) = position {
+        if let Some(position) = cursor {
             advance(&mut tx, &self.producer, position).await?;
         }
         tx.commit().await?;
@@ -258,7 +304,7 @@ impl Consumer {
 
     async fn dead_letter(
         &self,
-        position: Option<i64>,
+        cursor: Option<i64>,
         event: &Envelope,
         error: &str,
         attempts: u32,
@@ -277,7 +323,8 @@ impl Consumer {
         .bind(clock::now())
         .execute(&mut *tx)
         .await?;
-        if let Some(position) = position {
+        self.handler.dead_lettered(&mut tx, event, error).await?;
+        if let Some(position) = cursor {
             advance(&mut tx, &self.producer, position).await?;
         }
         tx.commit().await?;

@@ -25,8 +25,10 @@
 //! - [`outbox`]: appending, sequencing, serving the feed, pruning.
 //! - [`consumer`]: pulling, handling, retrying, dead letters, lag.
 //! - [`nats`]: the JetStream relay, streams and consumers.
+//! - [`erasure`]: a participant's side of the erasure saga.
 
 pub mod consumer;
+pub mod erasure;
 pub mod nats;
 pub mod outbox;
 
@@ -53,9 +55,31 @@ pub struct BusArgs {
     /// The event transport: `feed` (brokerless) or a NATS URL such as nats://127.0.0.1:4222 [default: feed]
     #[arg(long, env = "DURE_BUS", value_name = "BUS")]
     pub bus: Option<String>,
+    /// How long a producer keeps delivered events: `forever`, or a duration such as 30d; a read model cannot be rebuilt past a pruned history (docs/decisions/0012) [default: forever]
+    #[arg(long, env = "DURE_EVENT_RETENTION", value_name = "DURATION")]
+    pub event_retention: Option<String>,
 }
 
 impl BusArgs {
+    /// How long the outbox keeps sequenced rows; `None` keeps them all.
+    pub fn retention(&self, file: &ConfigFile) -> Result<Option<std::time::Duration>, ConfigError> {
+        match file
+            .layer_opt::<String>("event_retention", self.event_retention.clone())?
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("forever") => Ok(None),
+            Some(text) => crate::config::parse_duration(text)
+                .map(Some)
+                .map_err(|expected| ConfigError::Invalid {
+                    key: "event_retention".into(),
+                    origin: "configuration".into(),
+                    expected: format!("forever or {expected}"),
+                    value: text.into(),
+                }),
+        }
+    }
+
     pub fn resolve(&self, file: &ConfigFile) -> Result<Bus, ConfigError> {
         match file
             .layer_opt::<String>("bus", self.bus.clone())?
@@ -123,6 +147,10 @@ CREATE TABLE IF NOT EXISTS feed_cursors (
     position   INTEGER NOT NULL,
     updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS erasures (
+    user_id   TEXT PRIMARY KEY,
+    erased_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letters (
     event_id   TEXT PRIMARY KEY,
     producer   TEXT NOT NULL,
@@ -153,6 +181,10 @@ CREATE TABLE IF NOT EXISTS feed_cursors (
     producer   TEXT PRIMARY KEY,
     position   BIGINT NOT NULL,
     updated_at TEXT COLLATE "C" NOT NULL
+);
+CREATE TABLE IF NOT EXISTS erasures (
+    user_id   TEXT COLLATE "C" PRIMARY KEY,
+    erased_at TEXT COLLATE "C" NOT NULL
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     event_id   TEXT COLLATE "C" PRIMARY KEY,

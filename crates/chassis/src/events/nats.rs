@@ -18,6 +18,10 @@ use tracing::Instrument;
 
 /// Connects without waiting: if the broker is down, the client keeps trying
 /// in the background and the relay and consumers retry meanwhile.
+/// The event's position in its producer's feed, so that a consumer on
+/// either transport knows how far it has applied each producer.
+pub const POSITION_HEADER: &str = "Dure-Position";
+
 pub async fn connect(url: &str) -> anyhow::Result<jetstream::Context> {
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
@@ -115,8 +119,8 @@ pub async fn relay(
 }
 
 async fn relay_once(db: &Db, service: &str, context: &jetstream::Context) -> anyhow::Result<usize> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT id, event_type, envelope FROM outbox \
+    let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT id, event_type, envelope, position FROM outbox \
          WHERE position IS NOT NULL AND published_at IS NULL ORDER BY position LIMIT 100",
     )
     .fetch_all(db.pool())
@@ -124,9 +128,10 @@ async fn relay_once(db: &Db, service: &str, context: &jetstream::Context) -> any
     // Send them all, then collect the acknowledgements: one round trip per
     // batch rather than per event.
     let mut acks = Vec::with_capacity(rows.len());
-    for (id, event_type, envelope) in &rows {
+    for (id, event_type, envelope, position) in &rows {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", id.as_str());
+        headers.insert(POSITION_HEADER, position.to_string().as_str());
         let span = publish_span(service, event_type, envelope);
         let ack = context
             .publish_with_headers(

@@ -22,10 +22,8 @@ const SEQUENCE_BATCH: i64 = 500;
 const SEQUENCE_POLL: Duration = Duration::from_millis(100);
 /// How often `events_outbox_backlog` is counted.
 const BACKLOG_EVERY: Duration = Duration::from_secs(5);
-/// How often rows past their retention are deleted.
+/// How often rows past their retention are deleted (and once at start).
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
-/// Sequenced rows are kept this long for consumers that fell behind.
-const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A service's outbox: append events, and serve them as a feed.
 #[derive(Clone, Debug)]
@@ -38,12 +36,25 @@ pub struct Outbox {
 
 impl Outbox {
     /// Starts the sequencer of `db`'s outbox (and, with a JetStream context,
-    /// the relay to NATS); `service` names the source.
-    pub fn start(service: &str, db: Db, nats: Option<async_nats::jetstream::Context>) -> Self {
+    /// the relay to NATS); `service` names the source. Sequenced rows older
+    /// than `retention` are pruned; `None` keeps the whole history, which is
+    /// what a read model rebuilt by replay needs (docs/decisions/0012).
+    pub fn start(
+        service: &str,
+        db: Db,
+        nats: Option<async_nats::jetstream::Context>,
+        retention: Option<Duration>,
+    ) -> Self {
         let appended = Arc::new(Notify::new());
         let (position_tx, last_position) = watch::channel(0);
         let relayed = nats.is_some();
-        tokio::spawn(sequence(db.clone(), appended.clone(), position_tx, relayed));
+        tokio::spawn(sequence(
+            db.clone(),
+            appended.clone(),
+            position_tx,
+            relayed,
+            retention,
+        ));
         if let Some(context) = nats {
             let positions = last_position.clone();
             tokio::spawn(super::nats::relay(
@@ -111,6 +122,12 @@ impl Outbox {
         Ok(())
     }
 
+    /// Wakes the sequencer, for events appended in a transaction that was
+    /// committed elsewhere (a consumer's).
+    pub fn wake(&self) {
+        self.appended.notify_one();
+    }
+
     /// `GET /internal/events` on this outbox.
     pub fn router(&self) -> Router {
         Router::new()
@@ -121,10 +138,16 @@ impl Outbox {
 
 /// Assigns positions to committed, unsequenced rows in the order it finds
 /// them, under a lock so that one sequencer runs per database. Also prunes.
-async fn sequence(db: Db, appended: Arc<Notify>, last_position: watch::Sender<i64>, relayed: bool) {
+async fn sequence(
+    db: Db,
+    appended: Arc<Notify>,
+    last_position: watch::Sender<i64>,
+    relayed: bool,
+    retention: Option<Duration>,
+) {
     // Each commit wakes this loop, so housekeeping goes by the clock.
     let mut backlog_counted = tokio::time::Instant::now();
-    let mut pruned = tokio::time::Instant::now();
+    let mut pruned: Option<tokio::time::Instant> = None;
     loop {
         match sequence_once(&db).await {
             Ok(position) => {
@@ -140,11 +163,13 @@ async fn sequence(db: Db, appended: Arc<Notify>, last_position: watch::Sender<i6
             record_backlog(&db, relayed).await;
             backlog_counted = tokio::time::Instant::now();
         }
-        if pruned.elapsed() >= PRUNE_EVERY {
-            if let Err(err) = prune(&db, relayed).await {
+        if let Some(retention) = retention
+            && pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY)
+        {
+            if let Err(err) = prune(&db, relayed, retention).await {
                 tracing::warn!(error = %err, "pruning the outbox failed");
             }
-            pruned = tokio::time::Instant::now();
+            pruned = Some(tokio::time::Instant::now());
         }
         tokio::select! {
             () = appended.notified() => {}
@@ -211,12 +236,16 @@ async fn sequence_once(db: &Db) -> anyhow::Result<i64> {
 
 /// Drops rows sequenced longer ago than the retention period (and, with the
 /// NATS relay, only once the broker has them).
-async fn prune(db: &Db, relayed: bool) -> anyhow::Result<()> {
-    let cutoff = clock::format(time::OffsetDateTime::now_utc() - RETENTION);
+async fn prune(db: &Db, relayed: bool, retention: Duration) -> anyhow::Result<()> {
+    let cutoff = clock::format(time::OffsetDateTime::now_utc() - retention);
+    // The newest row always stays: positions continue from it, and the feed
+    // shows where the kept history begins.
     let sql = if relayed {
-        "DELETE FROM outbox WHERE position IS NOT NULL AND sequenced_at < $1 AND published_at IS NOT NULL"
+        "DELETE FROM outbox WHERE position IS NOT NULL AND sequenced_at < $1 AND published_at IS NOT NULL \
+         AND position < (SELECT MAX(position) FROM outbox)"
     } else {
-        "DELETE FROM outbox WHERE position IS NOT NULL AND sequenced_at < $1"
+        "DELETE FROM outbox WHERE position IS NOT NULL AND sequenced_at < $1 \
+         AND position < (SELECT MAX(position) FROM outbox)"
     };
     let pruned = sqlx::query(sql).bind(cutoff).execute(db.pool()).await?;
     if pruned.rows_affected() > 0 {

@@ -106,7 +106,7 @@ async fn over_nats_each_event_has_one_effect_and_poison_goes_to_dead_letters(bac
 
 async fn positions_follow_commit_order_with_no_gaps_under_concurrent_writers(backend: Backend) {
     let (_database, db) = database(&backend, "producer").await;
-    let outbox = Outbox::start("producer", db.clone(), None);
+    let outbox = Outbox::start("producer", db.clone(), None, None);
     let feed = serve_feed(&outbox).await;
 
     // A reader follows the feed while eight writers append, some holding
@@ -220,7 +220,7 @@ async fn exactly_once(backend: Backend, nats: Option<async_nats::jetstream::Cont
         .execute(consumer_db.pool())
         .await
         .unwrap();
-    let outbox = Outbox::start(&producer, producer_db.clone(), nats.clone());
+    let outbox = Outbox::start(&producer, producer_db.clone(), nats.clone(), None);
     let feed = serve_feed(&outbox).await;
     for n in 0..21u32 {
         let mut tx = producer_db.begin().await.unwrap();

@@ -101,10 +101,11 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     not_found_unless_uuid(&id, "posting")?;
     not_found_unless_uuid(&comment_id, "comment")?;
-    let deleted = store::delete_comment(&service.db, &id, &comment_id, |comment| {
-        author_or_admin(&claims, &comment.author.id)
-    })
-    .await?;
+    let deleted =
+        store::delete_comment(&service.db, &service.outbox, &id, &comment_id, |comment| {
+            author_or_admin(&claims, &comment.author.id)
+        })
+        .await?;
     if deleted {
         Ok(StatusCode::NO_CONTENT)
     } else {
