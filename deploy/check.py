@@ -48,7 +48,7 @@ except ImportError as err:  # pragma: no cover - environment problem
 DEPLOY = Path(__file__).resolve().parent
 K8S = DEPLOY / "k8s"
 RENDERED = ["base", "overlays/dev", "overlays/prod"]
-SERVICES = ["identity", "posting", "notice", "notification", "web", "gateway", "registry"]
+SERVICES = ["identity", "posting", "notice", "notification", "reporting", "web", "gateway", "registry"]
 
 # The oldest Kubernetes the manifests are for: the preStop `sleep` action is
 # on by default from 1.30.

@@ -1,6 +1,8 @@
 //! identity's own settings, beyond every service's: token lifetimes,
-//! login throttling and the first admin's password.
+//! login throttling, the first admin's password and the erasure saga's
+//! timing.
 
+use crate::erasure::Policy;
 use crate::throttle::LoginThrottle;
 use dure_chassis::config::{ConfigError, ConfigFile, Secret, parse_duration};
 use std::time::Duration;
@@ -32,6 +34,12 @@ pub struct Args {
     /// The sliding window login failures are counted in [default: 5m]
     #[arg(long, env = "DURE_LOGIN_FAILURE_WINDOW", value_name = "DURATION", value_parser = parse_duration)]
     pub login_failure_window: Option<Duration>,
+    /// How long an account's erasure may take before its saga is failed (an admin may retry it) [default: 24h]
+    #[arg(long, env = "DURE_ERASURE_DEADLINE", value_name = "DURATION", value_parser = parse_duration)]
+    pub erasure_deadline: Option<Duration>,
+    /// The pause before an unconfirmed erasure command is sent again; it doubles up to 5m [default: 10s]
+    #[arg(long, env = "DURE_ERASURE_RETRY", value_name = "DURATION", value_parser = parse_duration)]
+    pub erasure_retry: Option<Duration>,
 }
 
 /// identity's own settings, validated.
@@ -41,6 +49,7 @@ pub struct Settings {
     pub refresh_token_ttl: Duration,
     pub admin_password: Option<Secret>,
     pub throttle: LoginThrottle,
+    pub erasure: Policy,
 }
 
 impl Args {
@@ -75,6 +84,19 @@ impl Args {
                     defaults.window,
                 )?,
             },
+            erasure: Policy {
+                backoff: file.layer(
+                    "erasure_retry",
+                    self.erasure_retry,
+                    Policy::default().backoff,
+                )?,
+                deadline: file.layer(
+                    "erasure_deadline",
+                    self.erasure_deadline,
+                    Policy::default().deadline,
+                )?,
+                ..Policy::default()
+            },
         };
         config.validate()?;
         Ok(config)
@@ -97,6 +119,7 @@ impl Default for Settings {
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             admin_password: None,
             throttle: LoginThrottle::default(),
+            erasure: Policy::default(),
         }
     }
 }

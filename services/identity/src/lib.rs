@@ -17,6 +17,7 @@
 //!   on them (refresh-token rotation with reuse detection, Ed25519 keys,
 //!   login throttling).
 //! - [`events`]: the `user.*` events identity publishes through its outbox.
+//! - [`erasure`]: account erasure as a saga that identity orchestrates.
 //! - [`passwords`]: Argon2id hashing off the async workers.
 //! - [`admin`]: the first admin account.
 
@@ -26,6 +27,7 @@ pub mod admin;
 pub mod api;
 pub mod config;
 pub mod domain;
+pub mod erasure;
 pub mod events;
 pub mod keys;
 pub mod passwords;
@@ -39,8 +41,10 @@ use dure_chassis::auth::TokenVerifier;
 use dure_chassis::config::{ConfigError, ConfigFile};
 use dure_chassis::db::{Db, Migrations};
 use dure_chassis::events::Outbox;
-use dure_chassis::service::{Base, Service};
-use dure_contracts::events::{Payload, UserDeleted, UserRegistered, UserUpdated};
+use dure_chassis::service::{Base, Service, Subscription};
+use dure_contracts::events::{
+    ErasureRequested, Payload, UserDeleted, UserErased, UserRegistered, UserUpdated,
+};
 use keys::SigningKeys;
 use passwords::Passwords;
 use std::sync::Arc;
@@ -65,6 +69,7 @@ pub struct Identity {
     throttle: LoginThrottle,
     access_token_ttl: Duration,
     refresh_token_ttl: Duration,
+    erasure: erasure::Policy,
 }
 
 impl Service for Identity {
@@ -78,9 +83,15 @@ impl Service for Identity {
         "/api/logout",
         "/api/token",
         "/api/.well-known",
+        "/api/admin/users",
     ];
-    const PUBLISHES: &'static [&'static str] =
-        &[UserRegistered::TYPE, UserUpdated::TYPE, UserDeleted::TYPE];
+    const PUBLISHES: &'static [&'static str] = &[
+        UserRegistered::TYPE,
+        UserUpdated::TYPE,
+        UserDeleted::TYPE,
+        ErasureRequested::TYPE,
+        UserErased::TYPE,
+    ];
     type Args = Args;
     type Settings = Settings;
 
@@ -104,6 +115,11 @@ impl Service for Identity {
             settings.admin_password.as_ref(),
         )
         .await?;
+        tokio::spawn(erasure::retry(
+            base.db.clone(),
+            outbox.clone(),
+            settings.erasure,
+        ));
         Ok(Self {
             db: base.db,
             outbox,
@@ -112,11 +128,26 @@ impl Service for Identity {
             throttle: settings.throttle,
             access_token_ttl: settings.access_token_ttl,
             refresh_token_ttl: settings.refresh_token_ttl,
+            erasure: settings.erasure,
         })
     }
 
     fn api(&self) -> (axum::Router, utoipa::openapi::OpenApi) {
         api::router().with_state(self.clone()).split_for_parts()
+    }
+
+    /// The erasure saga's replies, from every participant.
+    fn consumes(&self) -> Vec<Subscription> {
+        let replies: Arc<dyn dure_chassis::events::Handler> = Arc::new(erasure::Replies {
+            outbox: self.outbox.clone(),
+        });
+        erasure::PARTICIPANTS
+            .iter()
+            .map(|producer| Subscription {
+                producer,
+                handler: replies.clone(),
+            })
+            .collect()
     }
 
     /// identity checks the tokens it signed with its own keys.

@@ -87,7 +87,7 @@ pub async fn insert(tx: &mut Tx, user: &UserRecord) -> Result<(), ApiError> {
 
 #[tracing::instrument(name = "db by_id", skip_all, fields(otel.kind = "client", db.collection.name = "users"))]
 pub async fn by_id(pool: &AnyPool, id: &str) -> Result<Option<UserRecord>, ApiError> {
-    let query = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
+    let query = format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL");
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(query))
         .bind(id)
         .fetch_optional(pool)
@@ -97,7 +97,7 @@ pub async fn by_id(pool: &AnyPool, id: &str) -> Result<Option<UserRecord>, ApiEr
 /// Like [`by_id`], inside a transaction.
 #[tracing::instrument(name = "db by_id_in", skip_all, fields(otel.kind = "client", db.collection.name = "users"))]
 pub async fn by_id_in(tx: &mut Tx, id: &str) -> Result<Option<UserRecord>, ApiError> {
-    let query = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
+    let query = format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL");
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(query))
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -112,7 +112,7 @@ pub async fn by_login_name(pool: &AnyPool, name: &str) -> Result<Option<UserReco
     } else {
         "username"
     };
-    let query = format!("SELECT {COLUMNS} FROM users WHERE {column} = $1");
+    let query = format!("SELECT {COLUMNS} FROM users WHERE {column} = $1 AND deleted_at IS NULL");
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(query))
         .bind(name)
         .fetch_optional(pool)
@@ -122,7 +122,7 @@ pub async fn by_login_name(pool: &AnyPool, name: &str) -> Result<Option<UserReco
 #[tracing::instrument(name = "db any_admin", skip_all, fields(otel.kind = "client", db.collection.name = "users"))]
 pub async fn any_admin(pool: &AnyPool) -> Result<bool, ApiError> {
     let row: Option<(String,)> =
-        sqlx::query_as("SELECT id FROM users WHERE role = 'admin' LIMIT 1")
+        sqlx::query_as("SELECT id FROM users WHERE role = 'admin' AND deleted_at IS NULL LIMIT 1")
             .fetch_optional(pool)
             .await?;
     Ok(row.is_some())
@@ -145,10 +145,18 @@ pub async fn update(tx: &mut Tx, user: &UserRecord) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Deletes the account; its refresh tokens go with it (ON DELETE CASCADE).
-#[tracing::instrument(name = "db delete", skip_all, fields(otel.kind = "client", db.collection.name = "users"))]
-pub async fn delete(tx: &mut Tx, id: &str) -> Result<bool, ApiError> {
-    let result = sqlx::query("DELETE FROM users WHERE id = $1")
+/// Disables the account at once: it can no longer log in, its refresh
+/// tokens go, and every lookup above stops finding it. Its email and
+/// credentials are erased when the erasure saga completes (`erasure`).
+#[tracing::instrument(name = "db disable", skip_all, fields(otel.kind = "client", db.collection.name = "users"))]
+pub async fn disable(tx: &mut Tx, id: &str) -> Result<bool, ApiError> {
+    let result =
+        sqlx::query("UPDATE users SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id)
+            .bind(dure_chassis::clock::now())
+            .execute(&mut **tx)
+            .await?;
+    sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1")
         .bind(id)
         .execute(&mut **tx)
         .await?;

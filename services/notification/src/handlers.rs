@@ -6,13 +6,18 @@
 //!   marks per user: no row per user.
 //! - `user.*` → notification's replica of users; a deleted user's
 //!   notifications go, and their tokens stop working here.
+//! - `user.erasure.requested` → the erasure saga's step: the user's
+//!   notifications, read marks and name go (a tombstone keeps new comment
+//!   notifications from reaching the erased account), then the reply.
 
 use dure_chassis::auth::Revocations;
 use dure_chassis::clock;
 use dure_chassis::db::Tx;
 use dure_chassis::events::Handler;
+use dure_chassis::events::erasure::Participant;
 use dure_contracts::events::{
-    CommentAdded, Envelope, NoticePublished, Payload, UserDeleted, UserRegistered, UserUpdated,
+    CommentAdded, Envelope, ErasureRequested, NoticePublished, Payload, UserDeleted,
+    UserRegistered, UserUpdated,
 };
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
@@ -22,6 +27,7 @@ pub struct NotificationEvents {
     pub revocations: Revocations,
     /// Woken after each handled event: live streams look for news.
     pub news: Arc<Notify>,
+    pub participant: Participant,
 }
 
 const WANTED: &[&str] = &[
@@ -30,6 +36,7 @@ const WANTED: &[&str] = &[
     UserRegistered::TYPE,
     UserUpdated::TYPE,
     UserDeleted::TYPE,
+    ErasureRequested::TYPE,
 ];
 
 impl Handler for NotificationEvents {
@@ -61,13 +68,36 @@ impl Handler for NotificationEvents {
                         .revoke(tx, &deleted.user_id, &deleted.tokens_valid_until)
                         .await
                 }
+                ErasureRequested::TYPE => {
+                    let command: ErasureRequested = event.payload()?;
+                    if !self.participant.addressed(&command) {
+                        return Ok(());
+                    }
+                    let first = self.participant.begin(tx, &command.user_id).await?;
+                    if first {
+                        erase(tx, &command.user_id).await?;
+                    }
+                    self.participant.confirm(tx, &command.user_id, first).await
+                }
                 _ => Ok(()),
             }
         })
     }
 
-    fn after_commit<'a>(&'a self, _event: &'a Envelope) -> BoxFuture<'a, ()> {
+    fn dead_lettered<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        event: &'a Envelope,
+        error: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.participant.report_failure(tx, event, error))
+    }
+
+    fn after_commit<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, ()> {
         self.news.notify_waiters();
+        if event.kind == ErasureRequested::TYPE {
+            self.participant.replied();
+        }
         Box::pin(async {})
     }
 }
@@ -137,6 +167,24 @@ async fn user_deleted(tx: &mut Tx, deleted: &UserDeleted) -> anyhow::Result<()> 
             .bind(&deleted.user_id)
             .execute(&mut **tx)
             .await?;
+    }
+    Ok(())
+}
+
+/// The erasure step: nothing of the user stays but a nameless tombstone.
+async fn erase(tx: &mut Tx, user_id: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO users (id, display_name, deleted) VALUES ($1, '(deleted user)', 1) \
+         ON CONFLICT (id) DO UPDATE SET display_name = '(deleted user)', deleted = 1",
+    )
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    for table in [
+        "DELETE FROM notifications WHERE user_id = $1",
+        "DELETE FROM notice_reads WHERE user_id = $1",
+    ] {
+        sqlx::query(table).bind(user_id).execute(&mut **tx).await?;
     }
     Ok(())
 }

@@ -22,7 +22,9 @@ pub mod store;
 use dure_chassis::config::{ConfigError, ConfigFile};
 use dure_chassis::db::{Db, Migrations};
 use dure_chassis::events::Handler;
+use dure_chassis::events::erasure::Participant;
 use dure_chassis::service::{Base, NoArgs, Service, Subscription};
+use dure_contracts::events::{ErasureConfirmed, ErasureFailed, Payload};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -51,7 +53,8 @@ impl Service for Notifications {
     const ABOUT: &'static str = "dure's notification service: notifications and their live stream";
     const PORT: u16 = 7004;
     const ROUTES: &'static [&'static str] = &["/api/notifications"];
-    const PUBLISHES: &'static [&'static str] = &[];
+    /// Only the erasure saga's replies.
+    const PUBLISHES: &'static [&'static str] = &[ErasureConfirmed::TYPE, ErasureFailed::TYPE];
     type Args = NoArgs;
     type Settings = ();
 
@@ -65,10 +68,12 @@ impl Service for Notifications {
 
     async fn start(base: Base, (): ()) -> anyhow::Result<Self> {
         let news = Arc::new(Notify::new());
+        let participant = Participant::new(Self::NAME, base.outbox()?);
         Ok(Self {
             handler: Arc::new(handlers::NotificationEvents {
                 revocations: base.revocations,
                 news: news.clone(),
+                participant,
             }),
             db: base.db,
             news,

@@ -23,9 +23,11 @@ use dure_chassis::auth::Revocations;
 use dure_chassis::config::{ConfigError, ConfigFile};
 use dure_chassis::db::{Db, Migrations};
 use dure_chassis::events::Outbox;
+use dure_chassis::events::erasure::Participant;
 use dure_chassis::service::{Base, NoArgs, Service, Subscription};
 use dure_contracts::events::{
-    CommentAdded, CommentDeleted, Payload, PostingDeleted, PostingPublished, PostingUpdated,
+    CommentAdded, CommentDeleted, ErasureConfirmed, ErasureFailed, Payload, PostingDeleted,
+    PostingPublished, PostingUpdated,
 };
 use std::sync::Arc;
 
@@ -56,6 +58,8 @@ impl Service for Board {
         PostingDeleted::TYPE,
         CommentAdded::TYPE,
         CommentDeleted::TYPE,
+        ErasureConfirmed::TYPE,
+        ErasureFailed::TYPE,
     ];
     type Args = NoArgs;
     type Settings = ();
@@ -85,6 +89,7 @@ impl Service for Board {
             producer: "identity",
             handler: Arc::new(handlers::UserEvents {
                 revocations: self.revocations.clone(),
+                participant: Participant::new(Self::NAME, self.outbox.clone()),
             }),
         }]
     }

@@ -3,10 +3,10 @@
 use super::current_user;
 use crate::Identity;
 use crate::domain::{DisplayName, Email, NewPassword, Username};
-use crate::events;
 use crate::refresh;
 use crate::throttle::Subject;
 use crate::users::{self, PublicProfile, User, UserRecord};
+use crate::{erasure, events};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use dure_chassis::auth::Claims;
@@ -201,11 +201,16 @@ pub async fn delete_me(
 ) -> Result<StatusCode, ApiError> {
     let user = current_user(&identity, &claims).await?;
     let mut tx = identity.db.begin().await?;
-    users::delete(&mut tx, &user.id).await?;
+    if !users::disable(&mut tx, &user.id).await? {
+        return Err(ApiError::Unauthorized(
+            "the account of this token no longer exists".into(),
+        ));
+    }
     let deleted = events::deleted(&user, identity.access_token_ttl);
     identity.outbox.append(&mut tx, &deleted).await?;
+    erasure::start(&mut tx, &identity.outbox, &identity.erasure, &user.id).await?;
     identity.outbox.commit(tx).await?;
-    tracing::info!(user_id = %user.id, "account deleted");
+    tracing::info!(user_id = %user.id, "account deleted; its erasure started");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,8 +2,10 @@
 //!
 //! - [`account`]: sign-up, the caller's own account, public profiles.
 //! - [`session`]: login, token refresh, logout, and the JWKS.
+//! - [`deletions`]: admins' view of account erasures, and their retry.
 
 pub mod account;
+pub mod deletions;
 pub mod session;
 
 use crate::Identity;
@@ -36,6 +38,8 @@ pub fn router() -> OpenApiRouter<Identity> {
         .routes(routes!(session::refresh))
         .routes(routes!(session::logout))
         .routes(routes!(session::jwks))
+        .routes(routes!(deletions::deletion))
+        .routes(routes!(deletions::retry))
 }
 
 /// The account behind a verified token. A deleted account's tokens stop here,

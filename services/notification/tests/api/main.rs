@@ -21,6 +21,7 @@ struct TestApp {
     client: Client,
     issuer: TokenIssuer,
     db: Db,
+    outbox: dure_chassis::events::Outbox,
     _database: TestDatabase,
 }
 
@@ -33,10 +34,12 @@ async fn spawn_app(backend: &Backend) -> TestApp {
     let db = Db::connect(&url, &dure_notification::MIGRATIONS)
         .await
         .unwrap();
+    let outbox = dure_chassis::events::Outbox::start("notification", db.clone(), None, None);
     TestApp {
         server,
         client: Client::new(),
         issuer,
+        outbox,
         db,
         _database: database,
     }
@@ -62,6 +65,10 @@ impl TestApp {
         let handler = NotificationEvents {
             revocations: Revocations::default(),
             news: Arc::new(tokio::sync::Notify::new()),
+            participant: dure_chassis::events::erasure::Participant::new(
+                "notification",
+                self.outbox.clone(),
+            ),
         };
         let mut tx = self.db.begin().await.unwrap();
         handler.handle(&mut tx, &envelope(payload)).await.unwrap();
