@@ -329,6 +329,25 @@ async fn erasure_waits_for_a_paused_participant_and_completes_after_it_resumes()
         assert!(Instant::now() < deadline, "{body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // The console's events view shows the saga in flight.
+    let console = format!("{}/api/events", saga.system.console);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let events: Value = saga
+            .client
+            .get(&console)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if events["sagas"][0]["in_progress"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{events}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     kill(Pid::from_raw(notification), Signal::SIGCONT).unwrap();
     assert_eq!(waiting["state"], "in_progress", "{waiting}");
     let notification_step = waiting["steps"]

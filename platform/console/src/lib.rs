@@ -244,7 +244,9 @@ async fn metrics_json(Shared(console): Shared<Console>) -> Response {
 
 async fn events_json(Shared(console): Shared<Console>) -> Response {
     let (producers, consumers) = console.metrics().events();
-    axum::Json(json!({ "producers": producers, "consumers": consumers })).into_response()
+    let sagas = console.metrics().sagas();
+    axum::Json(json!({ "producers": producers, "consumers": consumers, "sagas": sagas }))
+        .into_response()
 }
 
 async fn topology_json(Shared(console): Shared<Console>) -> Response {

@@ -36,6 +36,9 @@ pub struct Sample {
     pub dead_letters: BTreeMap<String, f64>,
     /// The feed's last position, for a producer.
     pub last_position: Option<u64>,
+    /// Erasure sagas by state (`in_progress`, `completed`, `failed`), for
+    /// the process orchestrating them.
+    pub sagas: BTreeMap<String, f64>,
 }
 
 /// Cumulative counts of one route (every method and status together).
@@ -66,6 +69,15 @@ pub struct BreakerState {
     pub instance_id: String,
     pub name: String,
     pub state: &'static str,
+}
+
+/// The erasure sagas an orchestrating process reports.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Sagas {
+    pub instance_id: String,
+    pub in_progress: u64,
+    pub completed: u64,
+    pub failed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -241,6 +253,29 @@ impl Metrics {
             .collect();
         states.sort_by(|a, b| (&a.instance_id, &a.name).cmp(&(&b.instance_id, &b.name)));
         states
+    }
+
+    /// Erasure sagas by state, per orchestrating process (identity's).
+    pub fn sagas(&self) -> Vec<Sagas> {
+        let inner = self.lock();
+        let mut sagas: Vec<Sagas> = inner
+            .iter()
+            .filter_map(|(instance, kept)| {
+                let last = kept.samples.back()?;
+                if last.sagas.is_empty() {
+                    return None;
+                }
+                let count = |state: &str| last.sagas.get(state).copied().unwrap_or(0.0) as u64;
+                Some(Sagas {
+                    instance_id: instance.clone(),
+                    in_progress: count("in_progress"),
+                    completed: count("completed"),
+                    failed: count("failed"),
+                })
+            })
+            .collect();
+        sagas.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        sagas
     }
 
     /// Producers' last positions and consumers' positions, lag and failures.
@@ -466,6 +501,11 @@ pub fn parse(text: &str, at: f64) -> Sample {
                     *sample.handled.entry(consumer.to_owned()).or_default() += value;
                 }
             }
+            "erasure_sagas" => {
+                if let Some(state) = label(&labels, "state") {
+                    sample.sagas.insert(state.to_owned(), value);
+                }
+            }
             "events_dead_lettered_total" => {
                 if let Some(consumer) = label(&labels, "consumer") {
                     *sample.dead_letters.entry(consumer.to_owned()).or_default() += value;
@@ -600,6 +640,27 @@ process_resident_memory_bytes 1.5e7
         assert!((quantile(&buckets, 0.5).unwrap() - 0.001).abs() < 1e-12);
         assert!((quantile(&buckets, 0.75).unwrap() - 0.0055).abs() < 1e-12);
         assert_eq!(quantile(&[(0.1, 0.0)], 0.5), None);
+    }
+
+    #[test]
+    fn sagas_come_from_the_orchestrators_gauges() {
+        let metrics = Metrics::new();
+        let target = Target {
+            instance_id: "identity".into(),
+            service: "identity".into(),
+            address: String::new(),
+        };
+        let page = "erasure_sagas{state=\"in_progress\"} 2\nerasure_sagas{state=\"completed\"} 5\nerasure_sagas{state=\"failed\"} 1\n";
+        metrics.record(&target, parse(page, 10.0));
+        assert_eq!(
+            metrics.sagas(),
+            vec![Sagas {
+                instance_id: "identity".into(),
+                in_progress: 2,
+                completed: 5,
+                failed: 1,
+            }]
+        );
     }
 
     #[test]

@@ -181,6 +181,7 @@ struct EventsPage {
     assets: Assets,
     producers: Vec<Producer>,
     consumers: Vec<Consumer>,
+    sagas: Vec<crate::metrics::Sagas>,
 }
 
 #[derive(Template)]
@@ -511,6 +512,7 @@ pub async fn events(State(console): State<Console>) -> Response {
         assets: assets(),
         producers,
         consumers,
+        sagas: console.metrics().sagas(),
     })
 }
 

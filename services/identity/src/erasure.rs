@@ -279,11 +279,19 @@ async fn retry_due(db: &Db, outbox: &Outbox, policy: &Policy) -> anyhow::Result<
         send(&mut tx, outbox, &user_id, attempt + 1).await?;
         outbox.commit(tx).await?;
     }
-    let (in_progress,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM erasure_sagas WHERE state = 'in_progress'")
-            .fetch_one(db.pool())
+    let mut by_state: std::collections::BTreeMap<String, i64> =
+        ["in_progress", "completed", "failed"]
+            .iter()
+            .map(|s| ((*s).to_owned(), 0))
+            .collect();
+    let counted: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, COUNT(*) FROM erasure_sagas GROUP BY state")
+            .fetch_all(db.pool())
             .await?;
-    metrics::gauge!("erasure_sagas_in_progress").set(in_progress as f64);
+    by_state.extend(counted);
+    for (state, count) in by_state {
+        metrics::gauge!("erasure_sagas", "state" => state).set(count as f64);
+    }
     Ok(())
 }
 
