@@ -280,7 +280,31 @@ async fn count(system: &System, service: &str, sql: &str, bind: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasure_waits_for_a_paused_participant_and_completes_after_it_resumes() {
-    let saga = Saga::start(&[], &[]).await;
+    waits_for_a_paused_participant(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_waits_for_a_paused_participant_over_nats() {
+    let Some(nats) = nats() else { return };
+    waits_for_a_paused_participant(&["--bus", &nats.url]).await;
+}
+
+/// A broker of the test's own; `None` (skip) only where none is installed
+/// and CI does not require it.
+fn nats() -> Option<support::TestNats> {
+    let nats = support::TestNats::start();
+    if nats.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "nats-server is missing under CI=true"
+        );
+        eprintln!("nats-server is not installed: skipping the NATS variant");
+    }
+    nats
+}
+
+async fn waits_for_a_paused_participant(flags: &[&str]) {
+    let saga = Saga::start(flags, &[]).await;
     let (ann, token, posting) = saga.user_with_data("ann").await;
     let notification = saga.pid("notification");
     kill(Pid::from_raw(notification), Signal::SIGSTOP).unwrap();
@@ -490,13 +514,6 @@ async fn every_saga_completes_exactly_once_while_processes_are_killed_over_the_f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_saga_completes_exactly_once_while_processes_are_killed_over_nats() {
-    let Some(nats) = support::TestNats::start() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "nats-server is missing under CI=true"
-        );
-        eprintln!("nats-server is not installed: skipping the NATS variant");
-        return;
-    };
+    let Some(nats) = nats() else { return };
     sagas_survive_kills(&["--bus", &nats.url]).await;
 }

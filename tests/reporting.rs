@@ -15,6 +15,7 @@ const ADMIN_PASSWORD: &str = "admin password for tests";
 struct Api {
     client: reqwest::Client,
     gateway: String,
+    registry: String,
 }
 
 impl Api {
@@ -68,13 +69,57 @@ impl Api {
         })
     }
 
+    /// The last position of `producer`'s feed, from one of its instances
+    /// (the feed is internal: never through the gateway).
+    async fn head(&self, producer: &str) -> Option<Value> {
+        let catalog: Value = self
+            .client
+            .get(format!("{}/v1/services/{producer}", self.registry))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let address = catalog["instances"][0]["address"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if !address.starts_with("http") {
+            // One process: the feed has no socket; the counts must do.
+            return None;
+        }
+        let page: Value = self
+            .client
+            .get(format!(
+                "{address}/internal/events?after={}&limit=1",
+                i64::MAX
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Some(page["last_position"].clone())
+    }
+
+    /// Waits until the totals are `wanted` and the model has applied every
+    /// producer's whole feed, so that later answers can be compared.
     async fn wait_for_totals(&self, admin: &str, wanted: Value) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let last = self.get("/api/reports/summary", admin).await;
-            if ["users", "postings", "comments", "notices"]
-                .iter()
-                .all(|k| last[k] == wanted[k])
+            let mut caught_up = true;
+            for producer in ["identity", "posting", "notice"] {
+                if let Some(head) = self.head(producer).await {
+                    caught_up &= last["as_of"][producer] == head;
+                }
+            }
+            if caught_up
+                && ["users", "postings", "comments", "notices"]
+                    .iter()
+                    .all(|k| last[k] == wanted[k])
             {
                 return last;
             }
@@ -109,6 +154,7 @@ async fn start(extra_env: &[(&str, &str)], flags: &[&str]) -> (System, Api, Stri
     let api = Api {
         client: reqwest::Client::new(),
         gateway: system.gateway.clone(),
+        registry: system.registry.clone(),
     };
     let admin = login(&api.client, &api.gateway, "admin", ADMIN_PASSWORD).await;
     (system, api, admin)

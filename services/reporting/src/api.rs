@@ -61,14 +61,15 @@ pub async fn summary(
     claims: Claims,
 ) -> Result<axum::Json<Summary>, ApiError> {
     claims.require(Role::Admin)?;
-    let totals = store::totals(&reports.db).await?;
+    let mut tx = store::snapshot(&reports.db).await?;
+    let totals = store::totals(&mut tx).await?;
     Ok(axum::Json(Summary {
         users: totals.users,
         postings: totals.postings,
         comments: totals.comments,
         notices: totals.notices,
         generation: totals.generation,
-        as_of: store::as_of(&reports.db).await?,
+        as_of: store::as_of(&mut tx).await?,
     }))
 }
 
@@ -127,10 +128,10 @@ pub async fn activity(
         )));
     }
     let (from_text, to_text) = (clock::format(from), clock::format(to));
+    let mut tx = store::snapshot(&reports.db).await?;
     let mut counts = Vec::new();
     for table in [Table::Signups, Table::Postings, Table::Comments] {
-        counts
-            .push(store::counts_by_bucket(&reports.db, table, width, &from_text, &to_text).await?);
+        counts.push(store::counts_by_bucket(&mut tx, table, width, &from_text, &to_text).await?);
     }
     let mut buckets = Vec::new();
     let mut start = from;
@@ -148,7 +149,7 @@ pub async fn activity(
     Ok(axum::Json(Activity {
         bucket: name,
         buckets,
-        as_of: store::as_of(&reports.db).await?,
+        as_of: store::as_of(&mut tx).await?,
     }))
 }
 
@@ -197,11 +198,12 @@ pub async fn top_authors(
         // "Since the beginning" when no `from` is given.
         Duration::days(365 * 1000),
     )?;
+    let mut tx = store::snapshot(&reports.db).await?;
     let items =
-        store::top_authors(&reports.db, &clock::format(from), &clock::format(to), limit).await?;
+        store::top_authors(&mut tx, &clock::format(from), &clock::format(to), limit).await?;
     Ok(axum::Json(TopAuthors {
         items,
-        as_of: store::as_of(&reports.db).await?,
+        as_of: store::as_of(&mut tx).await?,
     }))
 }
 

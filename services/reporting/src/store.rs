@@ -1,6 +1,6 @@
 //! The read model's queries: the live generation, and the three reports
-//! over it. Every read is one statement naming the live generation, so an
-//! answer never mixes two generations.
+//! over it. An answer's queries run in one [`snapshot`], so its counts and
+//! its `as_of` agree and never mix two generations.
 
 use dure_chassis::ApiError;
 use dure_chassis::db::{Backend, Db, Tx};
@@ -25,12 +25,26 @@ pub async fn live_generation(tx: &mut Tx, backend: Backend) -> anyhow::Result<i6
         .ok_or_else(|| anyhow::anyhow!("no live generation at this instant"))
 }
 
+/// A read-only transaction with one snapshot for all its statements, so that
+/// an answer and its `as_of` describe the same state (SQLite's read
+/// transaction in WAL mode; Postgres' repeatable read).
+pub async fn snapshot(db: &Db) -> Result<Tx, ApiError> {
+    Ok(match db.backend() {
+        Backend::Sqlite => db.pool().begin_with("BEGIN DEFERRED").await?,
+        Backend::Postgres => {
+            db.pool()
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await?
+        }
+    })
+}
+
 /// The last position applied per producer, in the live generation.
-pub async fn as_of(db: &Db) -> Result<BTreeMap<String, i64>, ApiError> {
+pub async fn as_of(tx: &mut Tx) -> Result<BTreeMap<String, i64>, ApiError> {
     let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT producer, position FROM positions WHERE gen = {LIVE} ORDER BY producer"
     )))
-    .fetch_all(db.pool())
+    .fetch_all(&mut **tx)
     .await?;
     let mut positions: BTreeMap<String, i64> = crate::PRODUCERS
         .iter()
@@ -51,7 +65,7 @@ pub struct Totals {
     pub generation: i64,
 }
 
-pub async fn totals(db: &Db) -> Result<Totals, ApiError> {
+pub async fn totals(tx: &mut Tx) -> Result<Totals, ApiError> {
     let (generation, users, postings, comments, notices): (i64, i64, i64, i64, i64) =
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT g.gen, \
@@ -61,7 +75,7 @@ pub async fn totals(db: &Db) -> Result<Totals, ApiError> {
                (SELECT COUNT(*) FROM notices WHERE gen = g.gen) \
              FROM generations g WHERE g.gen = {LIVE}"
         )))
-        .fetch_one(db.pool())
+        .fetch_one(&mut **tx)
         .await?;
     Ok(Totals {
         users,
@@ -75,7 +89,7 @@ pub async fn totals(db: &Db) -> Result<Totals, ApiError> {
 /// Counts per bucket start (`2026-12-03T00` for a day of width 10 or an hour
 /// of width 13), for rows created in `[from, to)`.
 pub async fn counts_by_bucket(
-    db: &Db,
+    tx: &mut Tx,
     table: Table,
     width: usize,
     from: &str,
@@ -89,7 +103,7 @@ pub async fn counts_by_bucket(
     let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(from)
         .bind(to)
-        .fetch_all(db.pool())
+        .fetch_all(&mut **tx)
         .await?;
     Ok(rows.into_iter().collect())
 }
@@ -123,7 +137,7 @@ pub struct Author {
 
 /// Authors by postings plus comments in `[from, to)`, most first.
 pub async fn top_authors(
-    db: &Db,
+    tx: &mut Tx,
     from: &str,
     to: &str,
     limit: i64,
@@ -147,7 +161,7 @@ pub async fn top_authors(
         .bind(to)
         .bind(crate::projection::ERASED_USER)
         .bind(limit)
-        .fetch_all(db.pool())
+        .fetch_all(&mut **tx)
         .await?;
     Ok(rows
         .into_iter()
