@@ -174,6 +174,17 @@ async fn serves_the_api_and_stops_gracefully(topology: Topology) {
         .await
         .unwrap();
     assert_eq!(proxied.headers()["x-content-type-options"], "nosniff");
+    // Public reads may be cached; an answer to an authenticated caller not.
+    assert!(proxied.headers().get("cache-control").is_none());
+    let mine = client
+        .get(format!("{}/api/user", system.gateway))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mine.status(), 200);
+    assert_eq!(mine.headers()["cache-control"], "no-store");
+    assert_eq!(mine.headers()["x-content-type-options"], "nosniff");
     let doc: Value = client
         .get(format!("{}/api/openapi.json", system.gateway))
         .send()

@@ -44,9 +44,21 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", |path| path.as_str())
         .to_owned();
+    let authenticated = request
+        .headers()
+        .contains_key(axum::http::header::AUTHORIZATION);
     let observation = Observation::begin(&mut request, route);
     let response = observation.run(next.run(request)).await;
-    observation.finish(response)
+    let mut response = observation.finish(response);
+    if authenticated {
+        // An answer for one caller must not be kept by a shared cache or
+        // the browser (OWASP API8: security misconfiguration).
+        response
+            .headers_mut()
+            .entry(axum::http::header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// One request's bookkeeping, from its head arriving to its response head
