@@ -110,8 +110,7 @@ impl Rebuilder {
         .bind(&now)
         .bind(&self.owner)
         .execute(&mut *tx)
-        .await
-        .map_err(conflict_on_unique)?
+        .await?
         .rows_affected()
         .eq(&1)
         .then_some(())
@@ -448,15 +447,6 @@ enum Round {
     Busy,
     CaughtUp,
     Disowned,
-}
-
-fn conflict_on_unique(err: sqlx::Error) -> ApiError {
-    match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            ApiError::Conflict("a rebuild is already running".into())
-        }
-        _ => err.into(),
-    }
 }
 
 async fn position(db: &Db, generation: i64, producer: &str) -> anyhow::Result<i64> {
