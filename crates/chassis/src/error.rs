@@ -252,22 +252,3 @@ impl FieldErrors {
         }
     }
 }
-
-/// Checks free text: at least one non-blank character, at most `max`
-/// characters (not bytes), stored as given.
-pub fn text_field(field: &str, value: &str, max: usize) -> Result<String, FieldError> {
-    if value.trim().is_empty() {
-        return Err(FieldError::new(field, "must not be empty"));
-    }
-    // Postgres cannot store U+0000 in text; no real text contains it.
-    if value.contains('\0') {
-        return Err(FieldError::new(field, "must not contain NUL characters"));
-    }
-    if value.chars().count() > max {
-        return Err(FieldError::new(
-            field,
-            format!("must be at most {max} characters"),
-        ));
-    }
-    Ok(value.to_owned())
-}

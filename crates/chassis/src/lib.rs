@@ -30,7 +30,9 @@
 //!   request id, over [`client`].
 //! - [`db`]: SQLite/Postgres pool with per-backend migrations.
 //! - [`auth`]: access-token verification against identity's keys; `Claims`.
-//! - [`pagination`]: keyset pagination with opaque cursors.
+//! - [`pagination`]: keyset pagination with declared cursors.
+//! - [`openapi`]: schemas of validated values (text fields) and the answers
+//!   of the layers around handlers, added to every operation's document.
 //! - `testing` (feature `testing`): fresh test databases on both backends
 //!   and a stand-in token issuer, for services' test suites.
 //! - [`clock`]: timestamps in the one text form services store and send.
@@ -49,6 +51,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod local;
+pub mod openapi;
 pub mod pagination;
 pub mod peer;
 pub mod process;

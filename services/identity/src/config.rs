@@ -31,7 +31,10 @@ pub struct Args {
     /// Failed logins per client address within the window before 429 [default: 100]
     #[arg(long, env = "DURE_LOGIN_FAILURES_PER_ADDRESS", value_name = "N")]
     pub login_failures_per_address: Option<u32>,
-    /// The sliding window login failures are counted in [default: 5m]
+    /// Accounts created per client address within the window before 429 [default: 20]
+    #[arg(long, env = "DURE_SIGNUPS_PER_ADDRESS", value_name = "N")]
+    pub signups_per_address: Option<u32>,
+    /// The sliding window login failures and sign-ups are counted in [default: 5m]
     #[arg(long, env = "DURE_LOGIN_FAILURE_WINDOW", value_name = "DURATION", value_parser = parse_duration)]
     pub login_failure_window: Option<Duration>,
     /// How long an account's erasure may take before its saga is failed (an admin may retry it) [default: 24h]
@@ -77,6 +80,11 @@ impl Args {
                     "login_failures_per_address",
                     self.login_failures_per_address,
                     defaults.per_address,
+                )?,
+                signups_per_address: file.layer(
+                    "signups_per_address",
+                    self.signups_per_address,
+                    defaults.signups_per_address,
                 )?,
                 window: file.layer(
                     "login_failure_window",
@@ -150,9 +158,12 @@ impl Settings {
                 "(hidden)".into(),
             ));
         }
-        if self.throttle.per_account == 0 || self.throttle.per_address == 0 {
+        if self.throttle.per_account == 0
+            || self.throttle.per_address == 0
+            || self.throttle.signups_per_address == 0
+        {
             return Err(invalid(
-                "login_failures_per_account/address",
+                "login_failures_per_account/address, signups_per_address",
                 "a number above 0",
                 "0".into(),
             ));

@@ -1,19 +1,30 @@
 //! Account values that validate on construction: once a `Username` exists,
-//! it is a valid username.
+//! it is a valid username. Each type also gives the JSON Schema of what it
+//! accepts, built from the same limits, for the OpenAPI document.
 
+use dure_chassis::openapi;
 use dure_contracts::FieldError;
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, Type};
 
 /// 3–32 characters of `[a-z0-9_]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
 impl Username {
+    const MIN: usize = 3;
+    const MAX: usize = 32;
+
+    pub fn schema() -> Object {
+        let (min, max) = (Self::MIN, Self::MAX);
+        openapi::string(min, max, &format!("^[a-z0-9_]{{{min},{max}}}$"), "ann_lee")
+    }
+
     pub fn parse(text: &str) -> Result<Self, FieldError> {
         let valid_chars = text
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         let len = text.chars().count();
-        if !(3..=32).contains(&len) || !valid_chars {
+        if !(Self::MIN..=Self::MAX).contains(&len) || !valid_chars {
             return Err(FieldError::new(
                 "username",
                 "must be 3 to 32 characters of a-z, 0-9 and _",
@@ -36,11 +47,24 @@ impl Username {
 pub struct Email(String);
 
 impl Email {
+    const MAX: usize = 254;
+
+    pub fn schema() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
+            .max_length(Some(Self::MAX))
+            .examples([serde_json::json!("ann@example.com")])
+            .build()
+    }
+
     pub fn parse(text: &str) -> Result<Self, FieldError> {
         let invalid =
             || FieldError::new("email", "must be an email address such as ann@example.com");
-        let text = text.trim().to_lowercase();
-        if text.len() > 254 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        let text = text.to_lowercase();
+        if text.chars().count() > Self::MAX
+            || text.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(invalid());
         }
         let (local, domain) = text.split_once('@').ok_or_else(invalid)?;
@@ -67,15 +91,26 @@ impl Email {
 pub struct DisplayName(String);
 
 impl DisplayName {
+    const MAX: usize = 64;
+
+    pub fn schema() -> Object {
+        openapi::string(
+            1,
+            Self::MAX,
+            &openapi::not_blank_pattern(openapi::CONTROLS),
+            "Ann Lee",
+        )
+    }
+
+    /// Stored trimmed; the limit counts what was sent.
     pub fn parse(text: &str) -> Result<Self, FieldError> {
-        let text = text.trim();
-        let len = text.chars().count();
-        if !(1..=64).contains(&len) {
+        if text.chars().count() > Self::MAX || text.trim().is_empty() {
             return Err(FieldError::new(
                 "display_name",
                 "must be 1 to 64 characters",
             ));
         }
+        let text = text.trim();
         if text.chars().any(char::is_control) {
             return Err(FieldError::new(
                 "display_name",
@@ -101,12 +136,25 @@ impl std::fmt::Debug for NewPassword {
 }
 
 impl NewPassword {
+    const MIN: usize = 10;
+    pub const MAX: usize = 1024;
+
+    pub fn schema() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(Self::MIN))
+            .max_length(Some(Self::MAX))
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Password)))
+            .examples([serde_json::json!("correct horse battery")])
+            .build()
+    }
+
     pub fn parse(text: &str, field: &str) -> Result<Self, FieldError> {
         let len = text.chars().count();
-        if len < 10 {
+        if len < Self::MIN {
             return Err(FieldError::new(field, "must be at least 10 characters"));
         }
-        if len > 1024 {
+        if len > Self::MAX {
             return Err(FieldError::new(field, "must be at most 1024 characters"));
         }
         Ok(Self(text.to_owned()))
@@ -132,9 +180,10 @@ mod tests {
     #[test]
     fn emails() {
         assert_eq!(
-            Email::parse(" Ann@Example.COM ").unwrap().as_str(),
+            Email::parse("Ann@Example.COM").unwrap().as_str(),
             "ann@example.com"
         );
+        assert!(Email::parse(" ann@example.com").is_err());
         assert!(Email::parse("admin@localhost").is_ok());
         for bad in [
             "ann",

@@ -1,17 +1,27 @@
 //! identity's Ed25519 signing keys: created on first start, stored in its
 //! own database, used to sign access tokens and published as a JWKS.
+//!
+//! An admin rotates them ([`Keyring::rotate`]): the new key signs at once on
+//! the replica that rotated, on the others within [`RELOAD_EVERY`]; the old
+//! ones stay in the JWKS until every token they signed has expired. Other
+//! services fetch the JWKS when they meet a `kid` they do not know, so none
+//! needs a restart.
 
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use dure_chassis::auth::{Claims, TokenVerifier};
-use dure_chassis::clock;
+use dure_chassis::auth::{Claims, KeyLoader, TokenVerifier};
 use dure_chassis::db::Db;
+use dure_chassis::{ApiError, clock};
 use dure_contracts::jwks::{Jwk, Jwks};
 use ed25519_dalek::SigningKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rand::RngCore;
+use serde::Serialize;
 use sqlx::Row;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use utoipa::ToSchema;
 
 /// PKCS#8 v1 prefix of an Ed25519 private key; the 32-byte seed follows.
 const PKCS8_ED25519_PREFIX: [u8; 16] = [
@@ -39,13 +49,10 @@ impl std::fmt::Debug for SigningKeys {
 }
 
 impl SigningKeys {
-    /// Loads the keys, creating the first one if there is none. Concurrent
-    /// first starts race on generation 1; the loser's insert does nothing and
-    /// both load the winner's key.
-    pub async fn load_or_create(db: &Db) -> anyhow::Result<Self> {
-        let mut seed = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut seed);
-        let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    /// Creates the first key if there is none. Concurrent first starts race
+    /// on generation 1; the loser's insert does nothing.
+    async fn create_first(db: &Db) -> anyhow::Result<()> {
+        let (seed, public) = new_key_pair();
         sqlx::query(
             "INSERT INTO signing_keys (generation, kid, private_key, public_key, created_at) \
              VALUES (1, $1, $2, $3, $4) ON CONFLICT DO NOTHING",
@@ -57,11 +64,16 @@ impl SigningKeys {
         .execute(db.pool())
         .await
         .context("creating the first signing key")?;
+        Ok(())
+    }
 
+    /// The keys published now: the newest signs.
+    async fn load(db: &Db) -> anyhow::Result<Self> {
         let rows = sqlx::query(
             "SELECT kid, private_key, public_key FROM signing_keys \
-             WHERE retired_at IS NULL ORDER BY generation DESC",
+             WHERE retired_at IS NULL OR retired_at > $1 ORDER BY generation DESC",
         )
+        .bind(clock::now())
         .fetch_all(db.pool())
         .await
         .context("loading signing keys")?;
@@ -106,13 +118,171 @@ impl SigningKeys {
                 .collect(),
         }
     }
+}
 
-    /// A verifier for identity's own endpoints: no HTTP round trip to itself.
+fn new_key_pair() -> ([u8; 32], [u8; 32]) {
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    (seed, public)
+}
+
+/// How often a replica reloads the keys, so that it signs with a key
+/// another replica rotated in.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(10);
+
+/// One signing key, as admins see it (never its private half).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub created_at: String,
+    /// When it leaves the JWKS: once every token it signed has expired.
+    pub retires_at: Option<String>,
+    /// Whether new tokens are signed with it.
+    pub signing: bool,
+}
+
+/// The keys of this replica, kept in step with the database.
+pub struct Keyring {
+    db: Db,
+    current: RwLock<Arc<SigningKeys>>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("current", &self.current())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keyring {
+    /// Loads the keys, creating the first one if there is none.
+    pub async fn open(db: &Db) -> anyhow::Result<Self> {
+        SigningKeys::create_first(db).await?;
+        let keys = SigningKeys::load(db).await?;
+        Ok(Self {
+            db: db.clone(),
+            current: RwLock::new(Arc::new(keys)),
+        })
+    }
+
+    fn current(&self) -> Arc<SigningKeys> {
+        self.current.read().map_or_else(
+            |poisoned| poisoned.into_inner().clone(),
+            |keys| keys.clone(),
+        )
+    }
+
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        self.current().sign(claims)
+    }
+
+    /// Reads the published keys again.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let keys = Arc::new(SigningKeys::load(&self.db).await?);
+        if let Ok(mut current) = self.current.write() {
+            *current = keys;
+        }
+        Ok(())
+    }
+
+    /// The JWKS as the database has it now: a verifier that met an unknown
+    /// `kid` must find a key rotated in by any replica.
+    pub async fn jwks(&self) -> anyhow::Result<Jwks> {
+        self.reload().await?;
+        Ok(self.current().jwks())
+    }
+
+    /// A new key signs from now on; the ones before it stay published until
+    /// the tokens they signed have expired (`keep_old_for`).
+    pub async fn rotate(&self, keep_old_for: Duration) -> Result<KeyInfo, ApiError> {
+        let (seed, public) = new_key_pair();
+        let now = clock::now();
+        let retires = clock::format(time::OffsetDateTime::now_utc() + keep_old_for);
+        let kid = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.db.begin().await?;
+        let newest: i64 = sqlx::query_scalar("SELECT MAX(generation) FROM signing_keys")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(anyhow::Error::from)?;
+        let inserted = sqlx::query(
+            "INSERT INTO signing_keys (generation, kid, private_key, public_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(newest + 1)
+        .bind(&kid)
+        .bind(seed.to_vec())
+        .bind(public.to_vec())
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(anyhow::Error::from)?;
+        if inserted.rows_affected() == 0 {
+            return Err(ApiError::Conflict(
+                "another rotation happened at the same moment; look at the keys and retry".into(),
+            ));
+        }
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = $1 \
+             WHERE retired_at IS NULL AND generation < $2",
+        )
+        .bind(&retires)
+        .bind(newest + 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(anyhow::Error::from)?;
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        self.reload().await?;
+        Ok(KeyInfo {
+            kid,
+            created_at: now,
+            retires_at: None,
+            signing: true,
+        })
+    }
+
+    /// Every published key, newest first.
+    pub async fn list(&self) -> Result<Vec<KeyInfo>, ApiError> {
+        let rows = sqlx::query(
+            "SELECT kid, created_at, retired_at FROM signing_keys \
+             WHERE retired_at IS NULL OR retired_at > $1 ORDER BY generation DESC",
+        )
+        .bind(clock::now())
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(anyhow::Error::from)?;
+        let mut keys = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            keys.push(KeyInfo {
+                kid: row.try_get("kid").map_err(anyhow::Error::from)?,
+                created_at: row.try_get("created_at").map_err(anyhow::Error::from)?,
+                retires_at: row.try_get("retired_at").map_err(anyhow::Error::from)?,
+                signing: i == 0,
+            });
+        }
+        Ok(keys)
+    }
+
+    /// A verifier for identity's own endpoints: keys from its own database,
+    /// no HTTP round trip to itself.
     pub fn verifier(&self) -> TokenVerifier {
-        TokenVerifier::with_keys(
-            self.published
-                .iter()
-                .map(|key| (key.kid.clone(), key.public)),
+        let db = self.db.clone();
+        let load: KeyLoader = Arc::new(move || {
+            let db = db.clone();
+            Box::pin(async move {
+                let keys = SigningKeys::load(&db).await?;
+                Ok(keys
+                    .published
+                    .iter()
+                    .map(|k| (k.kid.clone(), k.public))
+                    .collect())
+            })
+        });
+        let keys = self.current();
+        TokenVerifier::with_loader(
+            keys.published.iter().map(|k| (k.kid.clone(), k.public)),
+            load,
         )
     }
 }

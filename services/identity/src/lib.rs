@@ -45,7 +45,7 @@ use dure_chassis::service::{Base, Service, Subscription};
 use dure_contracts::events::{
     ErasureRequested, Payload, UserDeleted, UserErased, UserRegistered, UserUpdated,
 };
-use keys::SigningKeys;
+use keys::Keyring;
 use passwords::Passwords;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +64,7 @@ pub static MIGRATIONS: Migrations = Migrations {
 pub struct Identity {
     db: Db,
     outbox: Outbox,
-    keys: Arc<SigningKeys>,
+    keys: Arc<Keyring>,
     passwords: Passwords,
     throttle: LoginThrottle,
     access_token_ttl: Duration,
@@ -84,6 +84,7 @@ impl Service for Identity {
         "/api/token",
         "/api/.well-known",
         "/api/admin/users",
+        "/api/admin/signing-keys",
     ];
     const PUBLISHES: &'static [&'static str] = &[
         UserRegistered::TYPE,
@@ -106,7 +107,8 @@ impl Service for Identity {
     /// Loads (or creates) the signing key and the first admin.
     async fn start(base: Base, settings: Settings) -> anyhow::Result<Self> {
         let outbox = base.outbox()?;
-        let keys = SigningKeys::load_or_create(&base.db).await?;
+        let keys = Arc::new(Keyring::open(&base.db).await?);
+        tokio::spawn(reload_keys(keys.clone()));
         let passwords = Passwords::new().await?;
         admin::ensure_first_admin(
             &outbox,
@@ -123,7 +125,7 @@ impl Service for Identity {
         Ok(Self {
             db: base.db,
             outbox,
-            keys: Arc::new(keys),
+            keys,
             passwords,
             throttle: settings.throttle,
             access_token_ttl: settings.access_token_ttl,
@@ -133,7 +135,7 @@ impl Service for Identity {
     }
 
     fn api(&self) -> (axum::Router, utoipa::openapi::OpenApi) {
-        api::router().with_state(self.clone()).split_for_parts()
+        api::api(self.clone())
     }
 
     /// The erasure saga's replies, from every participant.
@@ -153,6 +155,19 @@ impl Service for Identity {
     /// identity checks the tokens it signed with its own keys.
     fn verifier(&self) -> Option<TokenVerifier> {
         Some(self.keys.verifier())
+    }
+}
+
+/// Keeps this replica signing with the newest key, whichever replica
+/// rotated it in.
+async fn reload_keys(keys: Arc<Keyring>) {
+    let mut every = tokio::time::interval(keys::RELOAD_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if let Err(err) = keys.reload().await {
+            tracing::warn!(error = format!("{err:#}"), "cannot reload the signing keys");
+        }
     }
 }
 

@@ -7,6 +7,9 @@
 //! enough not to lock out a whole office behind one NAT. While a subject is at
 //! its limit, attempts get 429 with `Retry-After` (the time until its oldest
 //! counted failure leaves the window) and are not checked at all.
+//!
+//! Sign-ups count the same way, per client address (20 accounts in the
+//! window), against scripted mass account creation.
 
 use dure_chassis::ApiError;
 use dure_chassis::clock;
@@ -19,6 +22,7 @@ use time::OffsetDateTime;
 pub struct LoginThrottle {
     pub per_account: u32,
     pub per_address: u32,
+    pub signups_per_address: u32,
     pub window: Duration,
 }
 
@@ -27,6 +31,7 @@ impl Default for LoginThrottle {
         Self {
             per_account: 5,
             per_address: 100,
+            signups_per_address: 20,
             window: Duration::from_secs(5 * 60),
         }
     }
@@ -39,6 +44,8 @@ pub enum Subject {
     /// unknown and known names lock the same way).
     Account(String),
     Address(IpAddr),
+    /// Accounts created from this address.
+    SignUpsFrom(IpAddr),
 }
 
 impl Subject {
@@ -46,6 +53,14 @@ impl Subject {
         match self {
             Self::Account(name) => format!("user:{name}"),
             Self::Address(ip) => format!("addr:{ip}"),
+            Self::SignUpsFrom(ip) => format!("signup:{ip}"),
+        }
+    }
+
+    fn too_many(&self) -> &'static str {
+        match self {
+            Self::SignUpsFrom(_) => "too many accounts created from this address; try again later",
+            _ => "too many failed login attempts; try again later",
         }
     }
 }
@@ -55,6 +70,7 @@ impl LoginThrottle {
         match subject {
             Subject::Account(_) => self.per_account,
             Subject::Address(_) => self.per_address,
+            Subject::SignUpsFrom(_) => self.signups_per_address,
         }
     }
 
@@ -86,7 +102,7 @@ impl LoginThrottle {
                 let retry_after =
                     Duration::try_from(free_at - now).unwrap_or(Duration::from_secs(1));
                 return Err(ApiError::TooManyRequests {
-                    detail: "too many failed login attempts; try again later".into(),
+                    detail: subject.too_many().into(),
                     retry_after,
                 });
             }
@@ -94,7 +110,8 @@ impl LoginThrottle {
         Ok(())
     }
 
-    /// Counts one failure against every subject and forgets expired ones.
+    /// Counts one failure (or sign-up) against every subject and forgets
+    /// expired ones.
     #[tracing::instrument(name = "db record_failure", skip_all, fields(otel.kind = "client", db.collection.name = "login_failures"))]
     pub async fn record_failure(
         &self,

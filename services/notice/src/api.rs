@@ -6,13 +6,15 @@ use crate::store::{self, Notice};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use dure_chassis::auth::{Claims, Role};
-use dure_chassis::error::{FieldErrors, text_field};
+use dure_chassis::error::FieldErrors;
 use dure_chassis::http::{Json, Query};
-use dure_chassis::pagination::{self, PageQuery};
+use dure_chassis::openapi::{self, text_field};
+use dure_chassis::pagination::{self, Cursor, Key, PageQuery};
 use dure_chassis::{ApiError, clock};
 use dure_contracts::Problem;
 use serde::{Deserialize, Serialize};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::openapi::schema::Object;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -42,17 +44,55 @@ pub struct NoticePage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewNotice {
+    #[schema(schema_with = title_schema)]
     title: String,
+    #[schema(schema_with = body_schema)]
     body: String,
+    /// Shown above the others; default false.
     pinned: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoticeChanges {
+    #[schema(schema_with = new_title_schema)]
     title: Option<String>,
+    #[schema(schema_with = new_body_schema)]
     body: Option<String>,
     pinned: Option<bool>,
+}
+
+fn title_schema() -> Object {
+    openapi::text(TITLE_MAX, "Maintenance on Sunday")
+}
+
+fn body_schema() -> Object {
+    openapi::text(BODY_MAX, "The board is read-only from 02:00 to 03:00 UTC.")
+}
+
+fn new_title_schema() -> Object {
+    openapi::or_null(title_schema())
+}
+
+fn new_body_schema() -> Object {
+    openapi::or_null(body_schema())
+}
+
+/// Notices are ordered pinned first, then newest.
+const PINNED_THEN_NEWEST: Cursor = Cursor(&[Key::Flag, Key::Time, Key::Id]);
+
+/// `?limit=&cursor=`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    #[param(schema_with = pagination::limit_schema)]
+    limit: Option<String>,
+    #[param(schema_with = cursor_schema)]
+    cursor: Option<String>,
+}
+
+fn cursor_schema() -> Object {
+    PINNED_THEN_NEWEST.schema()
 }
 
 fn no_notice() -> ApiError {
@@ -60,44 +100,45 @@ fn no_notice() -> ApiError {
 }
 
 fn uuid_or_not_found(id: &str) -> Result<(), ApiError> {
-    uuid::Uuid::parse_str(id).map(drop).map_err(|_| no_notice())
+    if openapi::is_uuid(id) {
+        Ok(())
+    } else {
+        Err(no_notice())
+    }
 }
 
 /// Notices, pinned first, then newest.
 #[utoipa::path(get, path = "/api/notice", tag = "notice",
-    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    params(ListQuery),
     responses((status = 200, body = NoticePage),
-              (status = 400, body = Problem, content_type = "application/problem+json")))]
+              (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "`limit` below 1", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(notices): State<Notices>,
-    Query(page): Query<PageQuery>,
+    Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<NoticePage>, ApiError> {
-    let limit = page.limit()?;
-    let cursor = page.cursor(3)?;
-    let after = match &cursor {
-        Some(parts) => {
-            let pinned = match parts[0].as_str() {
-                "0" => 0,
-                "1" => 1,
-                _ => {
-                    return Err(ApiError::BadRequest(
-                        "`cursor` is not a cursor this endpoint gave out".into(),
-                    ));
-                }
-            };
-            Some((pinned, parts[1].as_str(), parts[2].as_str()))
-        }
-        None => None,
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor,
     };
+    let limit = page.limit()?;
+    let cursor = page.cursor(PINNED_THEN_NEWEST)?;
+    let after = cursor.as_ref().map(|parts| {
+        (
+            i64::from(parts[0] == "1"),
+            parts[1].as_str(),
+            parts[2].as_str(),
+        )
+    });
     let rows = store::notices(notices.db.pool(), after, limit + 1).await?;
     let (items, next_cursor) = pagination::page(rows, limit, |n| {
-        pagination::encode(&[if n.pinned { "1" } else { "0" }, &n.created_at, &n.id])
+        PINNED_THEN_NEWEST.encode(&[if n.pinned { "1" } else { "0" }, &n.created_at, &n.id])
     });
     Ok(axum::Json(NoticePage { items, next_cursor }))
 }
 
 /// One notice.
-#[utoipa::path(get, path = "/api/notice/{id}", tag = "notice", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/notice/{id}", tag = "notice", params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = Notice),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn read(
@@ -143,10 +184,11 @@ pub async fn create(
 
 /// Edits a notice (admins).
 #[utoipa::path(patch, path = "/api/notice/{id}", tag = "notice", security(("bearer" = [])),
-    params(("id" = String, Path)), request_body = NoticeChanges,
+    params(("id" = uuid::Uuid, Path)), request_body = NoticeChanges,
     responses((status = 200, body = Notice),
               (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn update(
     State(notices): State<Notices>,
     claims: Claims,
@@ -173,7 +215,7 @@ pub async fn update(
 
 /// Deletes a notice (admins).
 #[utoipa::path(delete, path = "/api/notice/{id}", tag = "notice", security(("bearer" = [])),
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 204, description = "deleted"),
               (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::openapi::schema::Object;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -36,11 +37,21 @@ pub fn router() -> OpenApiRouter<Notifications> {
         .routes(routes!(stream))
 }
 
-#[derive(Debug, Deserialize)]
+/// `?unread=&limit=&cursor=`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only unread ones.
+    #[param(value_type = Option<bool>)]
     unread: Option<String>,
+    #[param(schema_with = pagination::limit_schema)]
     limit: Option<String>,
+    #[param(schema_with = cursor_schema)]
     cursor: Option<String>,
+}
+
+fn cursor_schema() -> Object {
+    pagination::BY_CREATION.schema()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -52,10 +63,11 @@ pub struct NotificationPage {
 
 /// The caller's notifications, newest first.
 #[utoipa::path(get, path = "/api/notifications", tag = "notification", security(("bearer" = [])),
-    params(("unread" = Option<bool>, Query, description = "only unread ones"),
-           ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    params(ListQuery),
     responses((status = 200, body = NotificationPage),
-              (status = 401, body = Problem, content_type = "application/problem+json")))]
+              (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "`limit` below 1", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(service): State<Notifications>,
     claims: Claims,
@@ -75,12 +87,13 @@ pub async fn list(
         cursor: query.cursor,
     };
     let limit = page.limit()?;
-    let cursor = page.cursor(2)?;
+    let cursor = page.cursor(pagination::BY_CREATION)?;
     let before = cursor.as_ref().map(|c| (c[0].as_str(), c[1].as_str()));
     let pool = service.db.pool();
     let rows = store::list(pool, &claims.sub, unread_only, before, limit + 1).await?;
-    let (items, next_cursor) =
-        pagination::page(rows, limit, |n| pagination::encode(&[&n.created_at, &n.id]));
+    let (items, next_cursor) = pagination::page(rows, limit, |n| {
+        pagination::BY_CREATION.encode(&[&n.created_at, &n.id])
+    });
     let unread_count = store::unread_count(pool, &claims.sub).await?;
     Ok(axum::Json(NotificationPage {
         items,
@@ -91,7 +104,7 @@ pub async fn list(
 
 /// Marks one of the caller's notifications read.
 #[utoipa::path(post, path = "/api/notifications/{id}/read", tag = "notification", security(("bearer" = [])),
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 204, description = "marked read"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn read_one(
@@ -100,7 +113,9 @@ pub async fn read_one(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let not_found = || ApiError::NotFound("no such notification".into());
-    uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
+    if !dure_chassis::openapi::is_uuid(&id) {
+        return Err(not_found());
+    }
     let mut tx = service.db.begin().await?;
     let marked = store::mark_read(&mut tx, &claims.sub, &id, &clock::now()).await?;
     tx.commit().await?;

@@ -72,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     .bind(deep)
     .fetch_one(db.pool())
     .await?;
-    println!("{}", pagination::encode(&[&created_at, &id]));
+    println!("{}", pagination::BY_CREATION.encode(&[&created_at, &id]));
     db.close().await;
     Ok(())
 }

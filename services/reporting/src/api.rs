@@ -13,7 +13,8 @@ use dure_contracts::Problem;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use time::{Duration, OffsetDateTime};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, Type};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -73,11 +74,34 @@ pub async fn summary(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// `?from=&to=&bucket=`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ActivityQuery {
+    /// Default: 30 days (day) or 48 hours (hour) before `to`.
+    #[param(schema_with = time_schema)]
     from: Option<String>,
+    /// Exclusive; default: now. Of a longer range, the last 1000 buckets.
+    #[param(schema_with = time_schema)]
     to: Option<String>,
+    #[param(schema_with = bucket_schema)]
     bucket: Option<String>,
+}
+
+fn time_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+        .examples([serde_json::json!("2026-12-01T00:00:00Z")])
+        .build()
+}
+
+fn bucket_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["day", "hour"]))
+        .description(Some("default `day`"))
+        .build()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -97,9 +121,7 @@ pub struct Bucket {
 
 /// Sign-ups, postings and comments per day or hour in `[from, to)`.
 #[utoipa::path(get, path = "/api/reports/activity", tag = "reporting", security(("bearer" = [])),
-    params(("from" = Option<String>, Query, description = "RFC 3339; default: 30 days (day) or 48 hours (hour) before `to`"),
-           ("to" = Option<String>, Query, description = "RFC 3339, exclusive; default: now"),
-           ("bucket" = Option<String>, Query, description = "`day` (default) or `hour`")),
+    params(ActivityQuery),
     responses((status = 200, body = Activity),
               (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -121,12 +143,11 @@ pub async fn activity(
         Duration::hours(48)
     };
     let (from, to) = range(query.from.as_deref(), query.to.as_deref(), default_span)?;
-    let from = truncate(from, step);
-    if (to - from).whole_seconds() / step.whole_seconds() > MAX_BUCKETS {
-        return Err(ApiError::BadRequest(format!(
-            "the range holds more than {MAX_BUCKETS} buckets; narrow it or use bigger buckets"
-        )));
-    }
+    // Like a page size above the limit, a longer range is cut (to its end).
+    let last = to
+        .checked_sub(step * (MAX_BUCKETS - 1) as i32)
+        .unwrap_or(from);
+    let from = truncate(from.max(last), step);
     let (from_text, to_text) = (clock::format(from), clock::format(to));
     let mut tx = store::snapshot(&reports.db).await?;
     let mut counts = Vec::new();
@@ -153,11 +174,27 @@ pub async fn activity(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// `?from=&to=&limit=`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TopQuery {
+    /// Default: the beginning.
+    #[param(schema_with = time_schema)]
     from: Option<String>,
+    /// Exclusive; default: now.
+    #[param(schema_with = time_schema)]
     to: Option<String>,
+    #[param(schema_with = top_limit_schema)]
     limit: Option<String>,
+}
+
+fn top_limit_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(TOP_MAX))
+        .description(Some(format!("default {TOP_DEFAULT}")))
+        .build()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -168,9 +205,7 @@ pub struct TopAuthors {
 
 /// Authors by postings plus comments in `[from, to)`.
 #[utoipa::path(get, path = "/api/reports/top-authors", tag = "reporting", security(("bearer" = [])),
-    params(("from" = Option<String>, Query, description = "RFC 3339; default: the beginning"),
-           ("to" = Option<String>, Query, description = "RFC 3339, exclusive; default: now"),
-           ("limit" = Option<i64>, Query, description = "1–100, default 10")),
+    params(TopQuery),
     responses((status = 200, body = TopAuthors),
               (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -183,8 +218,8 @@ pub async fn top_authors(
     claims.require(Role::Admin)?;
     let limit = match query.limit.as_deref() {
         None => TOP_DEFAULT,
-        Some(raw) => match raw.trim().parse::<i64>() {
-            Ok(n) if (1..=TOP_MAX).contains(&n) => n,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if (1..=TOP_MAX).contains(&n) && raw.bytes().all(|b| b.is_ascii_digit()) => n,
             _ => {
                 return Err(ApiError::BadRequest(format!(
                     "`limit` must be a whole number from 1 to {TOP_MAX}"
@@ -266,10 +301,8 @@ fn range(
         Some(text) => parse("from", text)?,
         None => to.checked_sub(span).unwrap_or(OffsetDateTime::UNIX_EPOCH),
     };
-    if from >= to {
-        return Err(ApiError::BadRequest("`from` must be before `to`".into()));
-    }
-    Ok((from, to))
+    // `from` at or after `to` is an empty range, answered as one.
+    Ok((from.min(to), to))
 }
 
 /// The start of the bucket holding `at`.

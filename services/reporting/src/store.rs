@@ -128,6 +128,7 @@ impl Table {
 
 /// One author's contribution in a range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = AuthorActivity)]
 pub struct Author {
     pub user_id: String,
     pub display_name: String,

@@ -28,6 +28,7 @@ use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dure_contracts::jwks::Jwks;
+use futures_util::future::BoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -120,17 +121,36 @@ impl Claims {
     }
 }
 
+/// Loads the keys a verifier trusts, `(kid, Ed25519 public key)`.
+pub type KeyLoader =
+    Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<Vec<(String, [u8; 32])>>> + Send + Sync>;
+
 /// Where a verifier's keys come from.
-#[derive(Debug)]
 enum KeySource {
-    /// Keys handed over at construction (identity verifies its own tokens).
+    /// Keys handed over at construction.
     Fixed,
+    /// Keys loaded again on an unknown `kid` (identity, from its database,
+    /// so that a key another replica rotated in is known at once).
+    Loader {
+        load: KeyLoader,
+        last_fetch: Mutex<Option<Instant>>,
+    },
     /// identity's JWKS, fetched over HTTP.
     Jwks {
         url: JwksLocation,
         client: crate::client::Client,
         last_fetch: Mutex<Option<Instant>>,
     },
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed => f.write_str("Fixed"),
+            Self::Loader { .. } => f.write_str("Loader"),
+            Self::Jwks { url, .. } => f.debug_struct("Jwks").field("url", url).finish(),
+        }
+    }
 }
 
 /// Where the JWKS is.
@@ -203,6 +223,21 @@ impl TokenVerifier {
             revocations: None,
             source: KeySource::Fixed,
             validation: validation(),
+        }
+    }
+
+    /// A verifier for `keys` that calls `load` for the current set when it
+    /// meets a `kid` it does not know (at most once per [`REFETCH_INTERVAL`]).
+    pub fn with_loader(
+        keys: impl IntoIterator<Item = (String, [u8; 32])>,
+        load: KeyLoader,
+    ) -> Self {
+        Self {
+            source: KeySource::Loader {
+                load,
+                last_fetch: Mutex::new(None),
+            },
+            ..Self::with_keys(keys)
         }
     }
 
@@ -285,13 +320,34 @@ impl TokenVerifier {
     /// Refetches the JWKS, unless it was fetched moments ago: a flood of
     /// tokens with made-up `kid`s must not become a flood of fetches.
     async fn refresh(&self, kid: &str) {
-        let KeySource::Jwks {
-            url,
-            client,
-            last_fetch,
-        } = &self.source
-        else {
-            return;
+        let (url, client, last_fetch) = match &self.source {
+            KeySource::Fixed => return,
+            KeySource::Loader { load, last_fetch } => {
+                let mut last = last_fetch.lock().await;
+                if self.key(kid).is_some() || last.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL)
+                {
+                    return;
+                }
+                *last = Some(Instant::now());
+                match load().await {
+                    Ok(loaded) => {
+                        let loaded = loaded
+                            .into_iter()
+                            .map(|(kid, public)| (kid, DecodingKey::from_ed_der(&public)))
+                            .collect();
+                        if let Ok(mut keys) = self.keys.write() {
+                            *keys = loaded;
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "cannot load the signing keys"),
+                }
+                return;
+            }
+            KeySource::Jwks {
+                url,
+                client,
+                last_fetch,
+            } => (url, client, last_fetch),
         };
         let mut last = last_fetch.lock().await;
         if self.key(kid).is_some() || last.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {

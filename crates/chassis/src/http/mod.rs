@@ -9,10 +9,13 @@
 //!
 //! # Layout
 //! - [`observe`]: request id, the request span, the log line and RED metrics.
+//! - [`body`]: the request body read whole before the handler runs, so an
+//!   early answer is never lost to a connection reset.
 //! - [`json`]: a `Json` extractor whose rejections are problem+json.
 //! - [`client_addr`]: the client's address, trusting `X-Forwarded-For` only
 //!   from configured proxies.
 
+pub mod body;
 pub mod client_addr;
 pub mod json;
 pub mod observe;
@@ -40,8 +43,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 /// Answers whether the service can serve now (database reachable, …).
 pub type Readiness = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
-/// Request bodies above this many bytes get 413 unless a service sets its own.
-pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+/// Request bodies above this many bytes get 413 unless a service sets its
+/// own. The largest valid body (a 20,000-character posting, every character
+/// escaped as a 12-byte surrogate pair) fits.
+pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 
 /// A service's API plus everything a dure process serves around it.
 pub struct ServiceApp {
@@ -76,7 +81,8 @@ impl ServiceApp {
         self
     }
 
-    /// The document served at `/openapi.json`.
+    /// The document served at `/openapi.json`, completed with the answers
+    /// of the layers around the handlers ([`crate::openapi::complete`]).
     pub fn openapi(mut self, doc: utoipa::openapi::OpenApi) -> Self {
         self.openapi = Some(doc);
         self
@@ -118,8 +124,12 @@ impl ServiceApp {
     pub fn into_router(self) -> Router {
         // Install the recorder now: metrics recorded before it exists are lost.
         crate::telemetry::prometheus();
-        let openapi = Arc::new(self.openapi.unwrap_or_default());
+        let mut openapi = serde_json::to_value(self.openapi.unwrap_or_default())
+            .expect("an OpenAPI document always serializes");
+        crate::openapi::complete(&mut openapi);
+        let openapi = Arc::new(openapi);
         let readiness = self.readiness;
+        let body_limit = self.body_limit;
         let registered = self.registered;
         let mut api = self.api;
         if let Some(descriptor) = self.descriptor {
@@ -162,6 +172,9 @@ impl ServiceApp {
             }),
         )
         .layer(DefaultBodyLimit::max(self.body_limit))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            body::read_whole(body_limit, request, next)
+        }))
         .layer(Extension(self.trusted_proxies))
         .layer(CatchPanicLayer::custom(observe::panic_to_problem))
         .layer(axum::middleware::from_fn(observe::observe))

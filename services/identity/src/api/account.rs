@@ -11,19 +11,28 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use dure_chassis::auth::Claims;
 use dure_chassis::error::FieldErrors;
-use dure_chassis::http::Json;
+use dure_chassis::http::{ClientAddr, Json};
+use dure_chassis::openapi;
 use dure_chassis::{ApiError, clock};
 use dure_contracts::{FieldError, Problem};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use serde_json::Value;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::{Modify, ToSchema};
 
 /// `POST /api/users`
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignUp {
+    #[schema(schema_with = Username::schema)]
     username: String,
+    #[schema(schema_with = Email::schema)]
     email: String,
+    #[schema(schema_with = NewPassword::schema)]
     password: String,
+    /// Default: the username.
+    #[schema(schema_with = display_name_or_null)]
     display_name: Option<String>,
 }
 
@@ -31,10 +40,56 @@ pub struct SignUp {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChanges {
+    #[schema(schema_with = display_name_or_null)]
     display_name: Option<String>,
+    #[schema(schema_with = email_or_null)]
     email: Option<String>,
+    #[schema(schema_with = password_or_null)]
     password: Option<String>,
+    #[schema(schema_with = current_password_schema)]
     current_password: Option<String>,
+}
+
+fn display_name_or_null() -> Object {
+    openapi::or_null(DisplayName::schema())
+}
+
+fn email_or_null() -> Object {
+    openapi::or_null(Email::schema())
+}
+
+fn password_or_null() -> Object {
+    openapi::or_null(NewPassword::schema())
+}
+
+fn current_password_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Password)))
+        .description(Some("required with `password`"))
+        .build()
+}
+
+/// Declares what `update_me` enforces and a property list cannot say: a
+/// new password comes with the current one.
+pub struct PasswordNeedsCurrent;
+
+impl Modify for PasswordNeedsCurrent {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let schema = doc
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("UserChanges"));
+        if let Some(RefOr::T(Schema::Object(object))) = schema {
+            object
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert(
+                    "dependentRequired".into(),
+                    serde_json::json!({"password": ["current_password"]}),
+                );
+        }
+    }
 }
 
 /// Creates an account.
@@ -44,9 +99,11 @@ pub struct UserChanges {
         (status = 400, description = "malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "username or email taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many accounts created from this address", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn sign_up(
     State(identity): State<Identity>,
+    ClientAddr(client): ClientAddr,
     Json(body): Json<SignUp>,
 ) -> Result<(StatusCode, axum::Json<User>), ApiError> {
     let mut invalid = FieldErrors::default();
@@ -66,6 +123,12 @@ pub async fn sign_up(
         unreachable!("every field is present when no field is invalid")
     };
 
+    let throttled: Vec<Subject> = client.map(Subject::SignUpsFrom).into_iter().collect();
+    identity
+        .throttle
+        .check(identity.db.pool(), &throttled)
+        .await?;
+
     let record = UserRecord {
         id: uuid::Uuid::now_v7().to_string(),
         username: username.into_string(),
@@ -82,6 +145,10 @@ pub async fn sign_up(
         .append(&mut tx, &events::registered(&record))
         .await?;
     identity.outbox.commit(tx).await?;
+    identity
+        .throttle
+        .record_failure(identity.db.pool(), &throttled)
+        .await?;
     tracing::info!(user_id = %record.id, "account created");
     Ok((StatusCode::CREATED, axum::Json(record.into())))
 }
@@ -105,6 +172,7 @@ pub async fn get_me(
         (status = 200, body = User),
         (status = 400, description = "malformed body, or `role`/`id` given", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`current_password` is not correct", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "email taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "too many wrong current passwords", body = Problem, content_type = "application/problem+json"),
@@ -112,13 +180,19 @@ pub async fn get_me(
 pub async fn update_me(
     State(identity): State<Identity>,
     claims: Claims,
-    Json(body): Json<serde_json::Value>,
+    Json(body): Json<Value>,
 ) -> Result<axum::Json<User>, ApiError> {
     if let Some(object) = body.as_object() {
         for field in ["role", "id"] {
             if object.contains_key(field) {
                 return Err(ApiError::BadRequest(format!("`{field}` cannot be changed")));
             }
+        }
+        // Proof is a string; `null` would read as "not given".
+        if object.get("current_password").is_some_and(Value::is_null) {
+            return Err(ApiError::BadRequest(
+                "`current_password` must be a string".into(),
+            ));
         }
     }
     let changes: UserChanges = serde_json::from_value(body)
@@ -165,10 +239,11 @@ pub async fn update_me(
                 .throttle
                 .record_failure(identity.db.pool(), &subjects)
                 .await?;
-            return Err(ApiError::Validation(vec![FieldError::new(
-                "current_password",
-                "is not correct",
-            )]));
+            // 403, not 422: the request is well-formed, the caller lacks
+            // the proof this change needs.
+            return Err(ApiError::Forbidden(
+                "`current_password` is not correct".into(),
+            ));
         }
         user.password_hash = identity.passwords.hash(new_password.expose()).await?;
     }
@@ -216,7 +291,7 @@ pub async fn delete_me(
 
 /// Anyone's public profile.
 #[utoipa::path(get, path = "/api/users/{id}", tag = "identity",
-    params(("id" = String, Path, description = "user id")),
+    params(("id" = uuid::Uuid, Path, description = "user id")),
     responses(
         (status = 200, body = PublicProfile),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -226,7 +301,7 @@ pub async fn public_profile(
     Path(id): Path<String>,
 ) -> Result<axum::Json<PublicProfile>, ApiError> {
     let not_found = || ApiError::NotFound("no such user".into());
-    if uuid::Uuid::parse_str(&id).is_err() {
+    if !dure_chassis::openapi::is_uuid(&id) {
         return Err(not_found());
     }
     let user = users::by_id(identity.db.pool(), &id)

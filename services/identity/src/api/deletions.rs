@@ -15,7 +15,7 @@ fn no_deletion() -> ApiError {
 
 /// The erasure saga of a deleted account (admins).
 #[utoipa::path(get, path = "/api/admin/users/{id}/deletion", tag = "identity", security(("bearer" = [])),
-    params(("id" = String, Path, description = "user id")),
+    params(("id" = uuid::Uuid, Path, description = "user id")),
     responses(
         (status = 200, body = Deletion),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -28,7 +28,7 @@ pub async fn deletion(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Deletion>, ApiError> {
     claims.require(Role::Admin)?;
-    if uuid::Uuid::parse_str(&id).is_err() {
+    if !dure_chassis::openapi::is_uuid(&id) {
         return Err(no_deletion());
     }
     erasure::deletion(&identity.db, &id)
@@ -39,7 +39,7 @@ pub async fn deletion(
 
 /// Retries a failed erasure saga (admins).
 #[utoipa::path(post, path = "/api/admin/users/{id}/deletion/retry", tag = "identity", security(("bearer" = [])),
-    params(("id" = String, Path, description = "user id")),
+    params(("id" = uuid::Uuid, Path, description = "user id")),
     responses(
         (status = 202, description = "the saga is in progress again"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -53,7 +53,7 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     claims.require(Role::Admin)?;
-    if uuid::Uuid::parse_str(&id).is_err() {
+    if !dure_chassis::openapi::is_uuid(&id) {
         return Err(no_deletion());
     }
     erasure::retry_failed(&identity.db, &identity.outbox, &identity.erasure, &id).await?;

@@ -3,9 +3,11 @@
 //! - [`account`]: sign-up, the caller's own account, public profiles.
 //! - [`session`]: login, token refresh, logout, and the JWKS.
 //! - [`deletions`]: admins' view of account erasures, and their retry.
+//! - [`keys`]: admins' view of the signing keys, and their rotation.
 
 pub mod account;
 pub mod deletions;
+pub mod keys;
 pub mod session;
 
 use crate::Identity;
@@ -13,7 +15,7 @@ use crate::users::{self, UserRecord};
 use dure_chassis::ApiError;
 use dure_chassis::auth::Claims;
 use dure_contracts::Problem;
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -25,7 +27,15 @@ use utoipa_axum::routes;
 )]
 struct ApiDoc;
 
-pub fn router() -> OpenApiRouter<Identity> {
+/// The API and its document.
+pub fn api(identity: Identity) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = router().with_state(identity).split_for_parts();
+    // After the routes: they bring the schemas the modifier changes.
+    account::PasswordNeedsCurrent.modify(&mut doc);
+    (router, doc)
+}
+
+fn router() -> OpenApiRouter<Identity> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(account::sign_up))
         .routes(routes!(
@@ -40,6 +50,7 @@ pub fn router() -> OpenApiRouter<Identity> {
         .routes(routes!(session::jwks))
         .routes(routes!(deletions::deletion))
         .routes(routes!(deletions::retry))
+        .routes(routes!(keys::list, keys::rotate))
 }
 
 /// The account behind a verified token. A deleted account's tokens stop here,

@@ -11,23 +11,47 @@ use dure_chassis::ApiError;
 use dure_chassis::auth::{Claims, ISSUER};
 use dure_chassis::db::Tx;
 use dure_chassis::http::{ClientAddr, Json};
+use dure_chassis::openapi;
 use dure_contracts::jwks::Jwks;
 use dure_contracts::{FieldError, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, Type};
 
 /// `POST /api/login`: `username` may also be the email address.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
+    #[schema(schema_with = login_name_schema)]
     username: String,
+    #[schema(schema_with = login_password_schema)]
     password: String,
+}
+
+/// Anything with a character that is not whitespace: what is not a known
+/// username or email gets the same 401 as a wrong password.
+fn login_name_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!("[^{}]", openapi::WHITESPACE)))
+        .examples([serde_json::json!("ann_lee")])
+        .build()
+}
+
+fn login_password_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Password)))
+        .examples([serde_json::json!("correct horse battery")])
+        .build()
 }
 
 /// `POST /api/token/refresh` and `POST /api/logout`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    /// The `refresh_token` of the last token pair.
     refresh_token: String,
 }
 
@@ -50,6 +74,7 @@ fn bad_credentials() -> ApiError {
     responses(
         (status = 200, body = TokenPair),
         (status = 401, description = "wrong username or password", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`username` blank or `password` empty", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "too many failed attempts", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn login(
@@ -159,11 +184,11 @@ pub async fn logout(
 /// The public keys access tokens are signed with.
 #[utoipa::path(get, path = "/api/.well-known/jwks.json", tag = "identity",
     responses((status = 200, body = Jwks)))]
-pub async fn jwks(State(identity): State<Identity>) -> impl IntoResponse {
-    (
+pub async fn jwks(State(identity): State<Identity>) -> Result<impl IntoResponse, ApiError> {
+    Ok((
         [(header::CACHE_CONTROL, "public, max-age=60")],
-        axum::Json(identity.keys.jwks()),
-    )
+        axum::Json(identity.keys.jwks().await?),
+    ))
 }
 
 async fn issue_tokens(

@@ -99,7 +99,7 @@ async fn new_password_needs_the_current_one(backend: Backend) {
             &json!({"password": new, "current_password": "not it at all"}),
         )
         .await;
-    assert_problem(wrong, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_problem(wrong, StatusCode::FORBIDDEN).await;
     assert_problem(
         app.patch_me(
             &tokens.access,

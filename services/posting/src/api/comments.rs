@@ -6,13 +6,15 @@ use crate::store::{self, Author, Comment};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use dure_chassis::auth::Claims;
-use dure_chassis::error::{FieldErrors, text_field};
+use dure_chassis::error::FieldErrors;
 use dure_chassis::http::{Json, Query};
+use dure_chassis::openapi::{self, text_field};
 use dure_chassis::pagination::{self, PageQuery};
 use dure_chassis::{ApiError, clock};
 use dure_contracts::Problem;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::Object;
 
 pub const BODY_MAX: usize = 5_000;
 
@@ -25,7 +27,12 @@ pub struct CommentPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
+    #[schema(schema_with = body_schema)]
     body: String,
+}
+
+fn body_schema() -> Object {
+    openapi::text(BODY_MAX, "Count me in.")
 }
 
 fn no_posting() -> ApiError {
@@ -34,9 +41,10 @@ fn no_posting() -> ApiError {
 
 /// A posting's comments, oldest first.
 #[utoipa::path(get, path = "/api/postings/{id}/comments", tag = "posting",
-    params(("id" = String, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    params(("id" = uuid::Uuid, Path), PageQuery),
     responses((status = 200, body = CommentPage),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "`limit` below 1", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(service): State<Board>,
     Path(id): Path<String>,
@@ -44,20 +52,21 @@ pub async fn list(
 ) -> Result<axum::Json<CommentPage>, ApiError> {
     not_found_unless_uuid(&id, "posting")?;
     let limit = page.limit()?;
-    let cursor = page.cursor(2)?;
+    let cursor = page.cursor(pagination::BY_CREATION)?;
     if store::posting(service.db.pool(), &id).await?.is_none() {
         return Err(no_posting());
     }
     let after = cursor.as_ref().map(|c| (c[0].as_str(), c[1].as_str()));
     let rows = store::comments(service.db.pool(), &id, after, limit + 1).await?;
-    let (items, next_cursor) =
-        pagination::page(rows, limit, |c| pagination::encode(&[&c.created_at, &c.id]));
+    let (items, next_cursor) = pagination::page(rows, limit, |c| {
+        pagination::BY_CREATION.encode(&[&c.created_at, &c.id])
+    });
     Ok(axum::Json(CommentPage { items, next_cursor }))
 }
 
 /// Comments on a posting as the caller.
 #[utoipa::path(post, path = "/api/postings/{id}/comments", tag = "posting", security(("bearer" = [])),
-    params(("id" = String, Path)), request_body = NewComment,
+    params(("id" = uuid::Uuid, Path)), request_body = NewComment,
     responses((status = 201, body = Comment),
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -90,7 +99,7 @@ pub async fn create(
 
 /// Deletes a comment: its author or an admin.
 #[utoipa::path(delete, path = "/api/postings/{id}/comments/{comment_id}", tag = "posting", security(("bearer" = [])),
-    params(("id" = String, Path), ("comment_id" = String, Path)),
+    params(("id" = uuid::Uuid, Path), ("comment_id" = uuid::Uuid, Path)),
     responses((status = 204, description = "deleted"),
               (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]

@@ -43,7 +43,9 @@ fn author_or_admin(claims: &Claims, author_id: &str) -> Result<(), ApiError> {
 
 /// Ids are UUIDs; anything else cannot name a posting or comment.
 fn not_found_unless_uuid(id: &str, what: &str) -> Result<(), ApiError> {
-    uuid::Uuid::parse_str(id)
-        .map(drop)
-        .map_err(|_| ApiError::NotFound(format!("no such {what}")))
+    if dure_chassis::openapi::is_uuid(id) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!("no such {what}")))
+    }
 }

@@ -6,23 +6,38 @@ use crate::store::{self, Author, Posting as PostingBody};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use dure_chassis::auth::Claims;
-use dure_chassis::error::{FieldErrors, text_field};
+use dure_chassis::error::FieldErrors;
 use dure_chassis::http::{Json, Query};
+use dure_chassis::openapi::{self, text_field};
 use dure_chassis::pagination::{self, PageQuery};
 use dure_chassis::{ApiError, clock};
 use dure_contracts::Problem;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::Object;
+use utoipa::{IntoParams, ToSchema};
 
 pub const TITLE_MAX: usize = 200;
 pub const BODY_MAX: usize = 20_000;
 
 /// `?limit=&cursor=&author=`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    #[param(schema_with = pagination::limit_schema)]
     limit: Option<String>,
+    #[param(schema_with = cursor_schema)]
     cursor: Option<String>,
+    /// Only this user's postings.
+    #[param(schema_with = author_schema)]
     author: Option<String>,
+}
+
+fn cursor_schema() -> Object {
+    pagination::BY_CREATION.schema()
+}
+
+fn author_schema() -> Object {
+    openapi::uuid("01a2b3c4-0000-7000-8000-000000000000")
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -34,24 +49,43 @@ pub struct PostingPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPosting {
+    #[schema(schema_with = title_schema)]
     title: String,
+    #[schema(schema_with = body_schema)]
     body: String,
 }
 
+/// Only the fields given change.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostingChanges {
+    #[schema(schema_with = new_title_schema)]
     title: Option<String>,
+    #[schema(schema_with = new_body_schema)]
     body: Option<String>,
 }
 
+fn title_schema() -> Object {
+    openapi::text(TITLE_MAX, "Moving day")
+}
+
+fn body_schema() -> Object {
+    openapi::text(BODY_MAX, "Who can lend a hand on Saturday?")
+}
+
+fn new_title_schema() -> Object {
+    openapi::or_null(title_schema())
+}
+
+fn new_body_schema() -> Object {
+    openapi::or_null(body_schema())
+}
+
 /// Postings, newest first.
-#[utoipa::path(get, path = "/api/postings", tag = "posting",
-    params(("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
-           ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-           ("author" = Option<String>, Query, description = "only this user's postings")),
+#[utoipa::path(get, path = "/api/postings", tag = "posting", params(ListQuery),
     responses((status = 200, body = PostingPage),
-              (status = 400, body = Problem, content_type = "application/problem+json")))]
+              (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "`limit` below 1", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(service): State<Board>,
     Query(query): Query<ListQuery>,
@@ -61,17 +95,18 @@ pub async fn list(
         cursor: query.cursor,
     };
     let limit = page.limit()?;
-    let cursor = page.cursor(2)?;
+    let cursor = page.cursor(pagination::BY_CREATION)?;
     if let Some(author) = &query.author
-        && uuid::Uuid::parse_str(author).is_err()
+        && !openapi::is_uuid(author)
     {
         return Err(ApiError::BadRequest("`author` must be a user id".into()));
     }
     let after = cursor.as_ref().map(|c| (c[0].as_str(), c[1].as_str()));
     let rows =
         store::postings(service.db.pool(), query.author.as_deref(), after, limit + 1).await?;
-    let (items, next_cursor) =
-        pagination::page(rows, limit, |p| pagination::encode(&[&p.created_at, &p.id]));
+    let (items, next_cursor) = pagination::page(rows, limit, |p| {
+        pagination::BY_CREATION.encode(&[&p.created_at, &p.id])
+    });
     Ok(axum::Json(PostingPage { items, next_cursor }))
 }
 
@@ -110,7 +145,7 @@ pub async fn create(
 }
 
 /// One posting.
-#[utoipa::path(get, path = "/api/postings/{id}", tag = "posting", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/postings/{id}", tag = "posting", params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = PostingBody),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn read(
@@ -126,7 +161,7 @@ pub async fn read(
 
 /// Edits a posting: its author or an admin.
 #[utoipa::path(patch, path = "/api/postings/{id}", tag = "posting", security(("bearer" = [])),
-    params(("id" = String, Path)), request_body = PostingChanges,
+    params(("id" = uuid::Uuid, Path)), request_body = PostingChanges,
     responses((status = 200, body = PostingBody),
               (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -160,7 +195,7 @@ pub async fn update(
 
 /// Deletes a posting and its comments: its author or an admin.
 #[utoipa::path(delete, path = "/api/postings/{id}", tag = "posting", security(("bearer" = [])),
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 204, description = "deleted"),
               (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]

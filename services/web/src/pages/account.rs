@@ -266,7 +266,7 @@ pub async fn settings(
         "display_name".into(),
         Value::from(form.display_name.as_str()),
     );
-    change.insert("email".into(), Value::from(form.email.as_str()));
+    change.insert("email".into(), Value::from(form.email.trim()));
     if filled(&form.new_password).is_some() {
         change.insert("password".into(), Value::from(form.new_password.as_str()));
         change.insert(
