@@ -31,7 +31,8 @@ impl Topology {
     }
 }
 
-/// A running `dure up` and what it printed.
+/// A running `dure up` and what it printed (stdout and stderr, in the order
+/// they were read).
 pub struct System {
     pub process: Child,
     lines: mpsc::Receiver<String>,
@@ -76,14 +77,25 @@ impl System {
             .env_remove("DURE_DATABASE_URL")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("dure up starts");
         let (lines_tx, lines) = mpsc::channel::<String>();
         let stdout = process.stdout.take().unwrap();
+        let stderr = process.stderr.take().unwrap();
+        let errors_tx = lines_tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // stderr is seen by the test and still shown with its output.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if errors_tx.send(line).is_err() {
                     break;
                 }
             }
