@@ -475,13 +475,21 @@ async fn only_valid_tokens_of_live_accounts_are_accepted() {
         204
     );
     assert_eq!(api.get("/api/user", &fresh).await.status, 401);
-    let posting = api
-        .post("/api/postings", &fresh, json!({"title": "t", "body": "b"}))
-        .await;
-    assert_eq!(
-        posting.status, 401,
-        "posting knows of the deletion: {}",
-        posting.text
+    // Other services learn of the deletion from its event, moments later.
+    let nowhere = "/api/postings/01a2b3c4-0000-7000-8000-000000000000";
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let api = &api;
+            let fresh = &fresh;
+            async move {
+                let edit = api
+                    .send(Method::PATCH, nowhere, fresh, Some(json!({"title": "t"})))
+                    .await;
+                edit.status == 401 && api.get("/api/notifications", fresh).await.status == 401
+            }
+        })
+        .await,
+        "posting and notification refuse the deleted account's token"
     );
     let answer = api
         .post(
@@ -1026,14 +1034,18 @@ async fn signing_keys_rotate_without_restarts() {
         published.contains(&new_kid.as_str()) && published.contains(&old_kid.as_str()),
         "{jwks}"
     );
+    // Published first, signing seconds later: a verifier that fetched the
+    // keys just before the rotation may fetch again by then.
     let keys = api.get("/api/admin/signing-keys", &admin).await.body;
-    assert_eq!(keys["keys"][0]["signing"], true);
+    assert_eq!(keys["keys"][0]["kid"], new_kid.as_str(), "{keys}");
+    assert!(keys["keys"][0]["signs_from"].as_str() > keys["keys"][0]["created_at"].as_str());
     assert!(
         keys["keys"][1]["retires_at"].is_string(),
         "the old key retires: {keys}"
     );
 
-    // Both replicas sign with the new key soon (each reloads within 10 s).
+    // Both replicas sign with the new key soon (7 s, and each reloads the
+    // keys within 10 s).
     assert!(
         eventually(Duration::from_secs(20), || {
             let api = &api;

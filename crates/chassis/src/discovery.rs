@@ -450,12 +450,25 @@ impl Directory {
         self.catalog.borrow().clone()
     }
 
+    /// Whether a first catalog has arrived.
+    pub fn is_loaded(&self) -> bool {
+        *self.loaded.borrow()
+    }
+
     pub fn instances(&self, service: &str) -> Vec<Instance> {
         self.catalog.borrow().instances(service).to_vec()
     }
 
     /// Resolves when the catalog changes.
     pub async fn changed(&mut self) -> bool {
+        // The first load counts as a change even when the catalog it brought
+        // equals the empty one before it.
+        if !*self.loaded.borrow() {
+            tokio::select! {
+                changed = self.catalog.changed() => return changed.is_ok(),
+                loaded = self.loaded.changed() => if loaded.is_ok() { return true; },
+            }
+        }
         self.catalog.changed().await.is_ok()
     }
 }

@@ -304,6 +304,10 @@ pub struct Shared {
     verifier: TokenVerifier,
     limiter: RateLimiter,
     openapi_cache: tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>,
+    /// Whether the routing table has been built from a loaded catalog: the
+    /// gateway is ready only then, or it would answer 404 for routes that
+    /// the registry already knows.
+    routed: Arc<std::sync::atomic::AtomicBool>,
     /// The task rebuilding the route table, stopped with the gateway.
     following: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -343,8 +347,9 @@ impl Gateway {
             }
             (Some(limit), None) => RateLimiter::memory(*limit),
         };
+        let routed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let gateway = Self {
-            catalog_loaded: directory.readiness(),
+            catalog_loaded: routed_readiness(routed.clone()),
             pool: pool::Pool::new(config.connect_timeout),
             shared: Arc::new(Shared {
                 guards: std::sync::Mutex::new(HashMap::new()),
@@ -356,6 +361,7 @@ impl Gateway {
                 limiter,
                 openapi_cache: tokio::sync::Mutex::new(None),
                 following: std::sync::Mutex::new(None),
+                routed,
             }),
         };
         gateway.rebuild(&directory);
@@ -378,9 +384,16 @@ impl Gateway {
     }
 
     fn rebuild(&self, directory: &Directory) {
+        // Read before the catalog: a table built from it is then at least
+        // as new as the catalog that made the directory loaded.
+        let loaded = directory.is_loaded();
         let catalog = directory.catalog();
         if let Ok(mut current) = self.upstreams.write() {
             *current = Arc::new(Upstreams::build(&catalog, current.as_ref()));
+        }
+        if loaded {
+            self.routed
+                .store(true, std::sync::atomic::Ordering::Release);
         }
     }
 
@@ -428,6 +441,19 @@ impl Gateway {
             .trusted_proxies(self.config.service.trusted_proxies.clone())
             .readiness(self.catalog_loaded.clone())
     }
+}
+
+fn routed_readiness(routed: Arc<std::sync::atomic::AtomicBool>) -> dure_chassis::http::Readiness {
+    Arc::new(move || {
+        let routed = routed.load(std::sync::atomic::Ordering::Acquire);
+        Box::pin(async move {
+            if routed {
+                Ok(())
+            } else {
+                Err("no routing table from the registry yet".to_owned())
+            }
+        })
+    })
 }
 
 async fn merged_openapi(State(gateway): State<Gateway>) -> Response {

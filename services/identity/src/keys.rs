@@ -1,16 +1,16 @@
 //! identity's Ed25519 signing keys: created on first start, stored in its
 //! own database, used to sign access tokens and published as a JWKS.
 //!
-//! An admin rotates them ([`Keyring::rotate`]): the new key signs at once on
-//! the replica that rotated, on the others within [`RELOAD_EVERY`]; the old
-//! ones stay in the JWKS until every token they signed has expired. Other
-//! services fetch the JWKS when they meet a `kid` they do not know, so none
-//! needs a restart.
+//! An admin rotates them ([`Keyring::rotate`]): the new key is in the JWKS
+//! at once and signs [`ACTIVATION_DELAY`] later (every replica reloads the
+//! keys within [`RELOAD_EVERY`]); the old ones stay in the JWKS until every
+//! token they signed has expired. Other services fetch the JWKS when they
+//! meet a `kid` they do not know, so none needs a restart.
 
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use dure_chassis::auth::{Claims, KeyLoader, TokenVerifier};
+use dure_chassis::auth::{Claims, KeyLoader, REFETCH_INTERVAL, TokenVerifier};
 use dure_chassis::db::Db;
 use dure_chassis::{ApiError, clock};
 use dure_contracts::jwks::{Jwk, Jwks};
@@ -21,6 +21,7 @@ use serde::Serialize;
 use sqlx::Row;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 /// PKCS#8 v1 prefix of an Ed25519 private key; the 32-byte seed follows.
@@ -31,22 +32,27 @@ const PKCS8_ED25519_PREFIX: [u8; 16] = [
 struct PublishedKey {
     kid: String,
     public: [u8; 32],
+    /// When it may sign: [`ACTIVATION_DELAY`] after it was created.
+    signs_from: OffsetDateTime,
+    signing: EncodingKey,
 }
 
-/// The key that signs and every key that verifies.
+/// Every published key, newest first; the newest active one signs.
 pub struct SigningKeys {
-    signing_kid: String,
-    signing: EncodingKey,
     published: Vec<PublishedKey>,
 }
 
 impl std::fmt::Debug for SigningKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKeys")
-            .field("signing_kid", &self.signing_kid)
-            .finish_non_exhaustive()
+        let kids: Vec<&str> = self.published.iter().map(|k| k.kid.as_str()).collect();
+        f.debug_struct("SigningKeys").field("kids", &kids).finish()
     }
 }
+
+/// A new key is published this long before it signs: a verifier that
+/// fetched the keys just before it existed may fetch again by then
+/// (`REFETCH_INTERVAL`), so its first token is never refused.
+pub const ACTIVATION_DELAY: Duration = Duration::from_secs(REFETCH_INTERVAL.as_secs() + 2);
 
 impl SigningKeys {
     /// Creates the first key if there is none. Concurrent first starts race
@@ -67,10 +73,10 @@ impl SigningKeys {
         Ok(())
     }
 
-    /// The keys published now: the newest signs.
+    /// The keys published now.
     async fn load(db: &Db) -> anyhow::Result<Self> {
         let rows = sqlx::query(
-            "SELECT kid, private_key, public_key FROM signing_keys \
+            "SELECT kid, private_key, public_key, created_at FROM signing_keys \
              WHERE retired_at IS NULL OR retired_at > $1 ORDER BY generation DESC",
         )
         .bind(clock::now())
@@ -78,35 +84,45 @@ impl SigningKeys {
         .await
         .context("loading signing keys")?;
         let mut published = Vec::new();
-        let mut signing = None;
         for row in rows {
             let kid: String = row.try_get("kid")?;
             let private: Vec<u8> = row.try_get("private_key")?;
             let public: Vec<u8> = row.try_get("public_key")?;
+            let created: String = row.try_get("created_at")?;
             let public: [u8; 32] = public
                 .try_into()
                 .ok()
                 .context("a stored public key is not 32 bytes")?;
-            if signing.is_none() {
-                anyhow::ensure!(private.len() == 32, "a stored private key is not 32 bytes");
-                let mut der = PKCS8_ED25519_PREFIX.to_vec();
-                der.extend_from_slice(&private);
-                signing = Some((kid.clone(), EncodingKey::from_ed_der(&der)));
-            }
-            published.push(PublishedKey { kid, public });
+            anyhow::ensure!(private.len() == 32, "a stored private key is not 32 bytes");
+            let mut der = PKCS8_ED25519_PREFIX.to_vec();
+            der.extend_from_slice(&private);
+            let created = clock::parse(&created).context("a key's created_at is not a time")?;
+            published.push(PublishedKey {
+                kid,
+                public,
+                signs_from: created + ACTIVATION_DELAY,
+                signing: EncodingKey::from_ed_der(&der),
+            });
         }
-        let (signing_kid, signing) = signing.context("no signing key is active")?;
-        Ok(Self {
-            signing_kid,
-            signing,
-            published,
-        })
+        anyhow::ensure!(!published.is_empty(), "no signing key is published");
+        Ok(Self { published })
+    }
+
+    /// The newest key whose activation has come; the oldest one before any
+    /// has (the very first key signs at once).
+    fn signer(&self, now: OffsetDateTime) -> &PublishedKey {
+        self.published
+            .iter()
+            .find(|key| key.signs_from <= now)
+            .or(self.published.last())
+            .expect("a loaded key set is never empty")
     }
 
     pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        let key = self.signer(OffsetDateTime::now_utc());
         let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.signing_kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.signing).context("signing an access token")
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.signing).context("signing an access token")
     }
 
     pub fn jwks(&self) -> Jwks {
@@ -136,6 +152,8 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(10);
 pub struct KeyInfo {
     pub kid: String,
     pub created_at: String,
+    /// When it starts signing: a new key is published first.
+    pub signs_from: String,
     /// When it leaves the JWKS: once every token it signed has expired.
     pub retires_at: Option<String>,
     /// Whether new tokens are signed with it.
@@ -194,12 +212,13 @@ impl Keyring {
         Ok(self.current().jwks())
     }
 
-    /// A new key signs from now on; the ones before it stay published until
-    /// the tokens they signed have expired (`keep_old_for`).
+    /// A new key is published now and signs after [`ACTIVATION_DELAY`];
+    /// the ones before it stay published until the tokens they sign until
+    /// then have expired (`keep_old_for` after that).
     pub async fn rotate(&self, keep_old_for: Duration) -> Result<KeyInfo, ApiError> {
         let (seed, public) = new_key_pair();
-        let now = clock::now();
-        let retires = clock::format(time::OffsetDateTime::now_utc() + keep_old_for);
+        let created = OffsetDateTime::now_utc();
+        let retires = clock::format(created + ACTIVATION_DELAY + keep_old_for);
         let kid = uuid::Uuid::now_v7().to_string();
         let mut tx = self.db.begin().await?;
         let newest: i64 = sqlx::query_scalar("SELECT MAX(generation) FROM signing_keys")
@@ -214,7 +233,7 @@ impl Keyring {
         .bind(&kid)
         .bind(seed.to_vec())
         .bind(public.to_vec())
-        .bind(&now)
+        .bind(clock::format(created))
         .execute(&mut *tx)
         .await
         .map_err(anyhow::Error::from)?;
@@ -236,9 +255,10 @@ impl Keyring {
         self.reload().await?;
         Ok(KeyInfo {
             kid,
-            created_at: now,
+            created_at: clock::format(created),
+            signs_from: clock::format(created + ACTIVATION_DELAY),
             retires_at: None,
-            signing: true,
+            signing: false,
         })
     }
 
@@ -252,16 +272,24 @@ impl Keyring {
         .fetch_all(self.db.pool())
         .await
         .map_err(anyhow::Error::from)?;
-        let mut keys = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            keys.push(KeyInfo {
-                kid: row.try_get("kid").map_err(anyhow::Error::from)?,
-                created_at: row.try_get("created_at").map_err(anyhow::Error::from)?,
+        let keys = SigningKeys::load(&self.db).await?;
+        let signer = keys.signer(OffsetDateTime::now_utc()).kid.clone();
+        let mut listed = Vec::new();
+        for row in rows {
+            let kid: String = row.try_get("kid").map_err(anyhow::Error::from)?;
+            let created_at: String = row.try_get("created_at").map_err(anyhow::Error::from)?;
+            let signs_from = clock::parse(&created_at)
+                .map(|at| clock::format(at + ACTIVATION_DELAY))
+                .unwrap_or_default();
+            listed.push(KeyInfo {
+                signing: kid == signer,
+                kid,
+                created_at,
+                signs_from,
                 retires_at: row.try_get("retired_at").map_err(anyhow::Error::from)?,
-                signing: i == 0,
             });
         }
-        Ok(keys)
+        Ok(listed)
     }
 
     /// A verifier for identity's own endpoints: keys from its own database,

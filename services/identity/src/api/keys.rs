@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SigningKeys {
-    /// Newest first; the first one signs.
+    /// Newest first; `signing` marks the one that signs now.
     keys: Vec<KeyInfo>,
 }
 
@@ -34,9 +34,10 @@ pub async fn list(
     }))
 }
 
-/// Rotates the signing key (admins): a new key signs from now on and is in
-/// the JWKS at once; the previous ones stay published, and their tokens
-/// valid, until those tokens have expired.
+/// Rotates the signing key (admins): a new key is in the JWKS at once and
+/// signs from `signs_from` (seconds later, once every verifier can know it);
+/// the previous ones stay published, and their tokens valid, until those
+/// tokens have expired.
 #[utoipa::path(post, path = "/api/admin/signing-keys", tag = "identity", security(("bearer" = [])),
     responses(
         (status = 201, body = KeyInfo),
