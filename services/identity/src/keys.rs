@@ -32,6 +32,8 @@ const PKCS8_ED25519_PREFIX: [u8; 16] = [
 struct PublishedKey {
     kid: String,
     public: [u8; 32],
+    created_at: String,
+    retired_at: Option<String>,
     /// When it may sign: [`ACTIVATION_DELAY`] after it was created.
     signs_from: OffsetDateTime,
     signing: EncodingKey,
@@ -76,7 +78,7 @@ impl SigningKeys {
     /// The keys published now.
     async fn load(db: &Db) -> anyhow::Result<Self> {
         let rows = sqlx::query(
-            "SELECT kid, private_key, public_key, created_at FROM signing_keys \
+            "SELECT kid, private_key, public_key, created_at, retired_at FROM signing_keys \
              WHERE retired_at IS NULL OR retired_at > $1 ORDER BY generation DESC",
         )
         .bind(clock::now())
@@ -88,7 +90,8 @@ impl SigningKeys {
             let kid: String = row.try_get("kid")?;
             let private: Vec<u8> = row.try_get("private_key")?;
             let public: Vec<u8> = row.try_get("public_key")?;
-            let created: String = row.try_get("created_at")?;
+            let created_at: String = row.try_get("created_at")?;
+            let retired_at: Option<String> = row.try_get("retired_at")?;
             let public: [u8; 32] = public
                 .try_into()
                 .ok()
@@ -96,10 +99,12 @@ impl SigningKeys {
             anyhow::ensure!(private.len() == 32, "a stored private key is not 32 bytes");
             let mut der = PKCS8_ED25519_PREFIX.to_vec();
             der.extend_from_slice(&private);
-            let created = clock::parse(&created).context("a key's created_at is not a time")?;
+            let created = clock::parse(&created_at).context("a key's created_at is not a time")?;
             published.push(PublishedKey {
                 kid,
                 public,
+                created_at,
+                retired_at,
                 signs_from: created + ACTIVATION_DELAY,
                 signing: EncodingKey::from_ed_der(&der),
             });
@@ -264,32 +269,19 @@ impl Keyring {
 
     /// Every published key, newest first.
     pub async fn list(&self) -> Result<Vec<KeyInfo>, ApiError> {
-        let rows = sqlx::query(
-            "SELECT kid, created_at, retired_at FROM signing_keys \
-             WHERE retired_at IS NULL OR retired_at > $1 ORDER BY generation DESC",
-        )
-        .bind(clock::now())
-        .fetch_all(self.db.pool())
-        .await
-        .map_err(anyhow::Error::from)?;
         let keys = SigningKeys::load(&self.db).await?;
         let signer = keys.signer(OffsetDateTime::now_utc()).kid.clone();
-        let mut listed = Vec::new();
-        for row in rows {
-            let kid: String = row.try_get("kid").map_err(anyhow::Error::from)?;
-            let created_at: String = row.try_get("created_at").map_err(anyhow::Error::from)?;
-            let signs_from = clock::parse(&created_at)
-                .map(|at| clock::format(at + ACTIVATION_DELAY))
-                .unwrap_or_default();
-            listed.push(KeyInfo {
-                signing: kid == signer,
-                kid,
-                created_at,
-                signs_from,
-                retires_at: row.try_get("retired_at").map_err(anyhow::Error::from)?,
-            });
-        }
-        Ok(listed)
+        Ok(keys
+            .published
+            .iter()
+            .map(|key| KeyInfo {
+                kid: key.kid.clone(),
+                created_at: key.created_at.clone(),
+                signs_from: clock::format(key.signs_from),
+                retires_at: key.retired_at.clone(),
+                signing: key.kid == signer,
+            })
+            .collect())
     }
 
     /// A verifier for identity's own endpoints: keys from its own database,

@@ -112,12 +112,8 @@ impl LoginThrottle {
 
     /// Counts one failure (or sign-up) against every subject and forgets
     /// expired ones.
-    #[tracing::instrument(name = "db record_failure", skip_all, fields(otel.kind = "client", db.collection.name = "login_failures"))]
-    pub async fn record_failure(
-        &self,
-        pool: &AnyPool,
-        subjects: &[Subject],
-    ) -> Result<(), ApiError> {
+    #[tracing::instrument(name = "db record", skip_all, fields(otel.kind = "client", db.collection.name = "login_failures"))]
+    pub async fn record(&self, pool: &AnyPool, subjects: &[Subject]) -> Result<(), ApiError> {
         let now = OffsetDateTime::now_utc();
         sqlx::query("DELETE FROM login_failures WHERE failed_at <= $1")
             .bind(self.window_start(now))

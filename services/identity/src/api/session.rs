@@ -120,7 +120,7 @@ pub async fn login(
     let hash = user.as_ref().map(|u| u.password_hash.as_str());
     let matches = plausible && identity.passwords.verify(&body.password, hash).await?;
     let Some(user) = user.filter(|_| matches) else {
-        identity.throttle.record_failure(pool, &subjects).await?;
+        identity.throttle.record(pool, &subjects).await?;
         return Err(bad_credentials());
     };
     identity.throttle.clear(pool, &account).await?;
