@@ -118,7 +118,7 @@ pub async fn signup(
 ) -> Result<Response, PageError> {
     let mut body = json!({
         "username": form.username,
-        "email": form.email,
+        "email": form.email.trim(),
         "password": form.password,
     });
     if let Some(name) = filled(&form.display_name) {
