@@ -27,10 +27,29 @@ pub enum Backend {
 }
 
 /// A service's database: a pool plus which backend it is.
+///
+/// On SQLite, which lets one transaction write at a time, write
+/// transactions take the one connection of a separate writer pool: they
+/// wait their turn in this process, in order, instead of in SQLite's busy
+/// handler, which sleeps in growing steps and let a queued write miss the
+/// lock for up to 100 ms at a time. Reads use the other pool and, in WAL
+/// mode, never wait for the writer. On Postgres both are the same pool.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    writer: AnyPool,
     backend: Backend,
+    /// Stops the background checkpoints once the last clone is dropped.
+    _checkpoints: Option<std::sync::Arc<AbortOnDrop>>,
+}
+
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The migrations of one service, one set per backend (`sqlx::migrate!`).
@@ -51,14 +70,17 @@ impl Db {
         } else {
             Backend::Postgres
         };
-        let pool = match backend {
+        let (pool, writer) = match backend {
             Backend::Sqlite => connect_sqlite(url).await?,
-            Backend::Postgres => AnyPoolOptions::new()
-                .max_connections(10)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect(url.as_str())
-                .await
-                .with_context(|| format!("cannot connect to {url}"))?,
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(10)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(url.as_str())
+                    .await
+                    .with_context(|| format!("cannot connect to {url}"))?;
+                (pool.clone(), pool)
+            }
         };
         let migrator = match backend {
             Backend::Sqlite => migrations.sqlite,
@@ -71,7 +93,7 @@ impl Db {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match migrator.run(&pool).await {
+            match migrator.run(&writer).await {
                 Ok(()) => break,
                 Err(err) if backend == Backend::Sqlite && attempts < 5 => {
                     tracing::debug!(error = %err, "migration collided; retrying");
@@ -84,11 +106,27 @@ impl Db {
             }
         }
         register_for_metrics(url, &pool);
-        Ok(Self { pool, backend })
+        let checkpoints = (backend == Backend::Sqlite).then(|| {
+            let task = tokio::spawn(checkpoint(pool.clone()));
+            std::sync::Arc::new(AbortOnDrop(task.abort_handle()))
+        });
+        Ok(Self {
+            pool,
+            writer,
+            backend,
+            _checkpoints: checkpoints,
+        })
     }
 
+    /// The pool to read with.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for a single statement that writes outside a transaction
+    /// ([`begin`](Self::begin) for anything longer).
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     pub fn backend(&self) -> Backend {
@@ -100,7 +138,7 @@ impl Db {
     /// can fail with "database is locked" instead of waiting its turn.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
         }
     }
@@ -127,10 +165,28 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 
-async fn connect_sqlite(url: &DatabaseUrl) -> anyhow::Result<AnyPool> {
+/// Moves the WAL's pages into the database file off the write path: the
+/// writer's own automatic checkpoint would run inside a request's commit.
+/// A passive checkpoint waits for no one and blocks no writer; the writer
+/// still checkpoints by itself should the WAL ever grow past
+/// [`WAL_SAFETY_PAGES`] (this task stopped or starved by readers).
+async fn checkpoint(pool: AnyPool) {
+    let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !pool.is_closed() {
+        ticks.tick().await;
+        if let Err(err) = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            tracing::debug!(error = %err, "checkpoint failed; the next one retries");
+        }
+    }
+}
+
+/// The readers' pool and the writer's.
+async fn connect_sqlite(url: &DatabaseUrl) -> anyhow::Result<(AnyPool, AnyPool)> {
     let raw = url.as_str();
     let path_and_query = raw
         .trim_start_matches("sqlite://")
@@ -152,23 +208,54 @@ async fn connect_sqlite(url: &DatabaseUrl) -> anyhow::Result<AnyPool> {
     } else {
         format!("{raw}?mode=rwc")
     };
+    if in_memory {
+        // One in-memory database exists per connection: keep exactly one,
+        // for reads and writes alike.
+        let pool = sqlite_pool(&url, 1, PRAGMAS.to_owned())
+            .await
+            .with_context(|| format!("cannot open {}", url_for_display(raw)))?;
+        return Ok((pool.clone(), pool));
+    }
+    let writer_pragmas = format!("{PRAGMAS} PRAGMA wal_autocheckpoint = {WAL_SAFETY_PAGES};");
+    let writer = sqlite_pool(&url, 1, writer_pragmas).await;
+    let readers = sqlite_pool(&url, READERS, PRAGMAS.to_owned()).await;
+    match (readers, writer) {
+        (Ok(readers), Ok(writer)) => Ok((readers, writer)),
+        (Err(err), _) | (_, Err(err)) => {
+            Err(anyhow::Error::new(err).context(format!("cannot open {}", url_for_display(raw))))
+        }
+    }
+}
+
+/// Read connections of a SQLite database; reads in WAL mode run side by
+/// side and beside the writer.
+const READERS: u32 = 4;
+/// How often the WAL is checkpointed in the background.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// WAL pages beyond which the writer checkpoints by itself (about 40 MB).
+const WAL_SAFETY_PAGES: u32 = 10_000;
+
+/// Every connection: WAL, and `synchronous = FULL`, which syncs the WAL at
+/// each commit, so that an acknowledged write survives a power loss too,
+/// not only a crash of the process (docs/decisions/0015). `busy_timeout`
+/// covers the writers of other processes (replicas of the service).
+const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
+
+async fn sqlite_pool(url: &str, connections: u32, pragmas: String) -> Result<AnyPool, sqlx::Error> {
+    let pragmas: std::sync::Arc<str> = pragmas.into();
     AnyPoolOptions::new()
-        // One in-memory database exists per connection: keep exactly one.
-        .max_connections(if in_memory { 1 } else { 8 })
+        .max_connections(connections)
         .acquire_timeout(Duration::from_secs(10))
-        .after_connect(|conn, _meta| {
+        .after_connect(move |conn, _meta| {
+            let pragmas = pragmas.clone();
             Box::pin(async move {
-                conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-                )
-                .await?;
+                conn.execute(AssertSqlSafe(pragmas.to_string())).await?;
                 Ok(())
             })
         })
-        .connect(&url)
+        .connect(url)
         .await
-        .with_context(|| format!("cannot open {}", url_for_display(raw)))
 }
 
 fn url_for_display(raw: &str) -> String {

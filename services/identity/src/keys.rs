@@ -69,7 +69,7 @@ impl SigningKeys {
         .bind(seed.to_vec())
         .bind(public.to_vec())
         .bind(clock::now())
-        .execute(db.pool())
+        .execute(db.writer())
         .await
         .context("creating the first signing key")?;
         Ok(())

@@ -187,7 +187,7 @@ impl Rebuilder {
         .bind(&self.owner)
         .bind(clock::now())
         .bind(cutoff)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         if claimed.rows_affected() == 0 {
             return Ok(None);
@@ -348,7 +348,7 @@ impl Rebuilder {
         .bind(generation)
         .bind(projection::producer(event))
         .bind(position)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(())
     }
@@ -362,7 +362,7 @@ impl Rebuilder {
         .bind(message)
         .bind(clock::now())
         .bind(generation)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         drop_rows(&self.db, generation).await
     }
@@ -464,7 +464,7 @@ async fn drop_generation(db: &Db, generation: i64) -> anyhow::Result<()> {
     drop_rows(db, generation).await?;
     sqlx::query("DELETE FROM generations WHERE gen = $1 AND state = 'retired'")
         .bind(generation)
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
     Ok(())
 }
@@ -475,7 +475,7 @@ async fn drop_rows(db: &Db, generation: i64) -> anyhow::Result<()> {
             "DELETE FROM {table} WHERE gen = $1"
         )))
         .bind(generation)
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
     }
     Ok(())

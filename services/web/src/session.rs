@@ -287,7 +287,7 @@ async fn refresh(
     .bind(hash)
     .bind(&row.refresh_token)
     .bind(now - REFRESH_STALE)
-    .execute(web.db().pool())
+    .execute(web.db().writer())
     .await
     .map(|done| done.rows_affected() == 1)
     .unwrap_or(false);
@@ -313,7 +313,7 @@ async fn refresh(
             .bind(refresh_at(now, tokens.expires_in))
             .bind(now + SESSION_TTL.as_secs() as i64)
             .bind(hash)
-            .execute(web.db().pool())
+            .execute(web.db().writer())
             .await;
             if let Err(err) = stored {
                 tracing::warn!(error = %err, "cannot store a session's refreshed tokens");
@@ -333,7 +333,7 @@ async fn refresh(
         Err(Failure::Refused(_)) => {
             let _ = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
                 .bind(hash)
-                .execute(web.db().pool())
+                .execute(web.db().writer())
                 .await;
             None
         }
@@ -343,7 +343,7 @@ async fn refresh(
             let _ =
                 sqlx::query("UPDATE sessions SET refreshing_since = NULL WHERE token_hash = $1")
                     .bind(hash)
-                    .execute(web.db().pool())
+                    .execute(web.db().writer())
                     .await;
             (row.access_expires_at > unix_now())
                 .then(|| row.signed_in())
@@ -383,7 +383,7 @@ pub async fn start(web: &Web, tokens: &Tokens, secure: bool) -> Result<HeaderVal
     let token = random_token();
     let now = unix_now();
     let ttl = SESSION_TTL.as_secs() as i64;
-    let pool = web.db().pool();
+    let pool = web.db().writer();
     let _ = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
         .bind(now)
         .execute(pool)
@@ -437,7 +437,7 @@ pub async fn end(web: &Web, headers: &HeaderMap, viewer: &Viewer) -> HeaderValue
         }
         let _ = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(&hash)
-            .execute(web.db().pool())
+            .execute(web.db().writer())
             .await;
     }
     cleared(viewer.secure)
@@ -447,7 +447,7 @@ pub async fn end(web: &Web, headers: &HeaderMap, viewer: &Viewer) -> HeaderValue
 pub async fn end_all(web: &Web, user_id: &str) {
     let _ = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user_id)
-        .execute(web.db().pool())
+        .execute(web.db().writer())
         .await;
 }
 
@@ -457,7 +457,7 @@ pub async fn refresh_soon(web: &Web, headers: &HeaderMap) {
     if let Some(token) = Cookies::of(headers).get(SESSION_COOKIE) {
         let _ = sqlx::query("UPDATE sessions SET refresh_at = 0 WHERE token_hash = $1")
             .bind(hash(token))
-            .execute(web.db().pool())
+            .execute(web.db().writer())
             .await;
     }
 }

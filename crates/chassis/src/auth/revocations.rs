@@ -44,7 +44,7 @@ impl Revocations {
             Backend::Sqlite => SQLITE,
             Backend::Postgres => POSTGRES,
         };
-        db.pool().execute(AssertSqlSafe(ddl)).await?;
+        db.writer().execute(AssertSqlSafe(ddl)).await?;
         let now = crate::clock::now();
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT user_id, until FROM revoked_users WHERE until > $1")

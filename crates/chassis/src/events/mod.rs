@@ -119,7 +119,7 @@ pub async fn install(db: &Db) -> anyhow::Result<()> {
         Backend::Postgres => POSTGRES,
     };
     for statement in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        db.pool()
+        db.writer()
             .execute(AssertSqlSafe(statement.to_owned()))
             .await?;
     }

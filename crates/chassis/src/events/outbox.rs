@@ -247,7 +247,7 @@ async fn prune(db: &Db, relayed: bool, retention: Duration) -> anyhow::Result<()
         "DELETE FROM outbox WHERE position IS NOT NULL AND sequenced_at < $1 \
          AND position < (SELECT MAX(position) FROM outbox)"
     };
-    let pruned = sqlx::query(sql).bind(cutoff).execute(db.pool()).await?;
+    let pruned = sqlx::query(sql).bind(cutoff).execute(db.writer()).await?;
     if pruned.rows_affected() > 0 {
         tracing::info!(
             rows = pruned.rows_affected(),

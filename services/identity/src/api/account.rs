@@ -147,7 +147,7 @@ pub async fn sign_up(
     identity.outbox.commit(tx).await?;
     identity
         .throttle
-        .record(identity.db.pool(), &throttled)
+        .record(identity.db.writer(), &throttled)
         .await?;
     tracing::info!(user_id = %record.id, "account created");
     Ok((StatusCode::CREATED, axum::Json(record.into())))
@@ -237,7 +237,7 @@ pub async fn update_me(
         {
             identity
                 .throttle
-                .record(identity.db.pool(), &subjects)
+                .record(identity.db.writer(), &subjects)
                 .await?;
             // 403, not 422: the request is well-formed, the caller lacks
             // the proof this change needs.

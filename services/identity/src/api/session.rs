@@ -120,10 +120,16 @@ pub async fn login(
     let hash = user.as_ref().map(|u| u.password_hash.as_str());
     let matches = plausible && identity.passwords.verify(&body.password, hash).await?;
     let Some(user) = user.filter(|_| matches) else {
-        identity.throttle.record(pool, &subjects).await?;
+        identity
+            .throttle
+            .record(identity.db.writer(), &subjects)
+            .await?;
         return Err(bad_credentials());
     };
-    identity.throttle.clear(pool, &account).await?;
+    identity
+        .throttle
+        .clear(identity.db.writer(), &account)
+        .await?;
 
     let mut tx = identity.db.begin().await?;
     let family = uuid::Uuid::now_v7().to_string();
