@@ -12,7 +12,8 @@ use std::path::PathBuf;
     about = "dure: a community platform built as a microservices system",
     long_about = "dure: a community platform built as a microservices system.\n\n\
         `dure up` starts the whole system on this machine; `dure run <service>` runs one \
-        service, as a container would; `dure status` shows what the registry knows. Every \
+        service, as a container would; `dure status` shows what the registry knows; \
+        `dure load` benchmarks a running system. Every \
         flag can also be set with the DURE_* variable shown in --help, or in ./dure.toml \
         (or the file named by DURE_CONFIG)."
 )]
@@ -30,6 +31,9 @@ pub enum Command {
     Run(Service),
     /// Show the instances the registry knows, their addresses and health
     Status(StatusArgs),
+    /// Load a running system at a fixed request rate and report its latency,
+    /// errors and (against `dure up`) every process's memory and CPU
+    Load(crate::load::LoadArgs),
 }
 
 #[derive(Debug, Subcommand)]

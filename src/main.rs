@@ -8,10 +8,14 @@
 //! - [`run`]: `dure run <service>`, one service in this process.
 //! - [`up`]: `dure up`, the whole system as child processes of this one.
 //! - [`status`]: `dure status`, the registry's view.
+//! - [`load`]: `dure load`, an open-loop load generator for a running system.
+//! - [`proc_stats`]: memory and CPU of a process, from `/proc`.
 
 #![forbid(unsafe_code)]
 
 mod cli;
+mod load;
+mod proc_stats;
 mod run;
 mod status;
 mod up;
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
             cli::Command::Run(service) => run::run(service).await,
             cli::Command::Up(args) => up::up(args).await,
             cli::Command::Status(args) => status::status(args).await,
+            cli::Command::Load(args) => load::load(args).await,
         }
     })
 }

@@ -5,6 +5,7 @@
 
 use super::Plan;
 use super::child::{Child, Exit, Output};
+use crate::proc_stats;
 use dure_console::{Action, Processes, Refusal, Resource, State};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -426,45 +427,23 @@ fn signal(child: &Child, signal: Signal) -> bool {
         .is_some_and(|pid| kill(Pid::from_raw(pid), signal).is_ok())
 }
 
-/// CPU (percent of one core since the last sample) and resident memory,
-/// from `/proc` (Linux; elsewhere both stay unknown).
+/// CPU (percent of one core since the last sample) and resident memory.
 fn sample(slot: &mut Slot) {
     let Some(pid) = slot.child.as_ref().and_then(Child::pid) else {
         return;
     };
-    slot.rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kb * 1024)
-        });
-    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| cpu_ticks(&stat));
-    if let Some(ticks) = ticks {
+    slot.rss = proc_stats::rss_bytes(pid);
+    if let Some(ticks) = proc_stats::cpu_ticks(pid) {
         let now = Instant::now();
         if let Some((before, at)) = slot.ticks {
             let seconds = now.duration_since(at).as_secs_f64();
             if seconds > 0.0 {
-                // /proc counts in USER_HZ, 100 per second on Linux.
-                let used = ticks.saturating_sub(before) as f64 / 100.0;
+                let used = ticks.saturating_sub(before) as f64 / proc_stats::TICKS_PER_SECOND;
                 slot.cpu = Some((used / seconds * 1000.0).round() / 10.0);
             }
         }
         slot.ticks = Some((ticks, now));
     }
-}
-
-/// utime + stime of a `/proc/<pid>/stat` line (fields 14 and 15, counted
-/// after the command name, which may hold spaces and parentheses).
-fn cpu_ticks(stat: &str) -> Option<u64> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // after_name starts at field 3 (state): utime is field 14, stime 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
 }
 
 /// Address → instance id of every lease the registry holds.
@@ -489,16 +468,4 @@ async fn leases(client: &reqwest::Client, registry: &str) -> Option<HashMap<Stri
         }
     }
     Some(leases)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpu_ticks_are_read_past_the_command_name() {
-        let stat = "4242 (dure (run) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 25 0 0 20 0 9 0 123 456 789";
-        assert_eq!(cpu_ticks(stat), Some(175));
-        assert_eq!(cpu_ticks("garbage"), None);
-    }
 }
