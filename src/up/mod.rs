@@ -32,9 +32,10 @@ use crate::cli::UpArgs;
 use anyhow::Context;
 use child::{Child, Exit, Output};
 use dure_chassis::service::Service;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -348,7 +349,18 @@ fn replicas(specs: &[String]) -> anyhow::Result<HashMap<String, usize>> {
     Ok(counts)
 }
 
+/// Ports handed to a process of this `dure up`, asked for or picked.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+fn hand_out(port: u16) -> bool {
+    HANDED_OUT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(port)
+}
+
 fn ensure_free(address: SocketAddr, what: &str, flag: &str) -> anyhow::Result<()> {
+    hand_out(address.port());
     TcpListener::bind(address).map(drop).map_err(|err| {
         anyhow::anyhow!(
             "{what} cannot listen on {address}: {err}. Another program (or another `dure up`) is using it; \
@@ -417,10 +429,18 @@ async fn database_of(args: &UpArgs, service: &str) -> anyhow::Result<String> {
     })
 }
 
-/// A port nobody listens on right now. The child binds it a moment later.
+/// A port nobody listens on right now and that this `dure up` has not handed
+/// out before (the registry's, the gateway's and the console's included). The child binds it a moment later; until then the kernel may
+/// offer the same released port again, to the next service.
 fn free_port() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-    Ok(listener.local_addr()?)
+    for _ in 0..100 {
+        let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+        let address = listener.local_addr()?;
+        if hand_out(address.port()) {
+            return Ok(address);
+        }
+    }
+    anyhow::bail!("cannot find a free port: the kernel keeps offering ports already handed out")
 }
 
 async fn wait_ready(client: &reqwest::Client, url: &str) -> bool {
