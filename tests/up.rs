@@ -251,7 +251,15 @@ async fn serves_the_api_and_stops_gracefully(topology: Topology) {
     );
 
     let gateway = system.gateway.clone();
+    // Draining does not wait out the consumers' long polls of the feeds
+    // (each up to 20 s), nor the shutdown grace of any process.
+    let stopping = Instant::now();
     assert!(system.stop().success());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "dure up took {:?} to stop",
+        stopping.elapsed()
+    );
     assert!(
         client
             .get(format!("{gateway}/healthz"))

@@ -235,6 +235,13 @@ pub async fn run<S: Service>(
         .readiness(db.readiness())
         .on_scrape(crate::db::record_pool_metrics);
     tracing::info!(address = %listen, database = %config.database_url, "{} ready", S::NAME);
+    let feed = outbox.clone();
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(outbox) = feed {
+            outbox.stop();
+        }
+    };
     let served = crate::serving::serve(
         descriptor::<S>(),
         &config.service,

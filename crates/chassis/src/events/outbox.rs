@@ -32,6 +32,9 @@ pub struct Outbox {
     db: Db,
     appended: Arc<Notify>,
     last_position: watch::Receiver<i64>,
+    /// Set when the service begins to stop: long polls answer at once, so
+    /// that draining does not wait out every consumer's `wait`.
+    stopping: Arc<watch::Sender<bool>>,
 }
 
 impl Outbox {
@@ -69,7 +72,14 @@ impl Outbox {
             db,
             appended,
             last_position,
+            stopping: Arc::new(watch::channel(false).0),
         }
+    }
+
+    /// Ends the feed's long polls now and answers later ones without
+    /// waiting: the service is stopping.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Appends an event inside the caller's transaction: it exists exactly
@@ -293,11 +303,15 @@ async fn feed(
     };
     let deadline = tokio::time::Instant::now() + wait;
     let mut positions = outbox.last_position.clone();
+    let mut stopping = outbox.stopping.subscribe();
     loop {
         positions.borrow_and_update();
         let events = read(&outbox.db, after, limit).await?;
         let last_position = (*positions.borrow()).max(events.last().map_or(0, |e| e.position));
-        if !events.is_empty() || tokio::time::Instant::now() >= deadline {
+        if !events.is_empty()
+            || tokio::time::Instant::now() >= deadline
+            || *stopping.borrow_and_update()
+        {
             return Ok(axum::Json(FeedPage {
                 events,
                 last_position,
@@ -309,6 +323,7 @@ async fn feed(
                     return Ok(axum::Json(FeedPage { events, last_position }));
                 }
             }
+            _ = stopping.changed() => {}
             () = tokio::time::sleep_until(deadline) => {}
         }
     }
