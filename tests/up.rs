@@ -549,8 +549,11 @@ async fn a_hung_service_costs_only_its_own_part_and_recovers() {
     }
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100 - 1];
+    // Waiting for the hung part costs its 800 ms deadline; refused by the
+    // open breaker it costs nothing. The bound leaves room for a debug
+    // build on a loaded two-core machine, far below the deadline.
     assert!(
-        p99 < Duration::from_millis(50),
+        p99 < Duration::from_millis(200),
         "p99 {p99:?} with the breaker open"
     );
     // Other services are untouched.
