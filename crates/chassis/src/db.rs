@@ -105,7 +105,13 @@ impl Db {
                 }
             }
         }
-        register_for_metrics(url, &pool);
+        match backend {
+            Backend::Sqlite => {
+                register_for_metrics(url, &pool, "read");
+                register_for_metrics(url, &writer, "write");
+            }
+            Backend::Postgres => register_for_metrics(url, &pool, "shared"),
+        }
         let checkpoints = (backend == Backend::Sqlite).then(|| {
             let task = tokio::spawn(checkpoint(pool.clone()));
             std::sync::Arc::new(AbortOnDrop(task.abort_handle()))
@@ -319,9 +325,12 @@ pub async fn drop_postgres_database(url: &str) -> anyhow::Result<()> {
 }
 
 /// Pools whose use `/metrics` reports, by database name.
-static POOLS: std::sync::Mutex<Vec<(String, AnyPool)>> = std::sync::Mutex::new(Vec::new());
+/// Each pool by database name and role: `read` and `write` on SQLite (one
+/// writer connection), `shared` on Postgres.
+static POOLS: std::sync::Mutex<Vec<(String, &'static str, AnyPool)>> =
+    std::sync::Mutex::new(Vec::new());
 
-fn register_for_metrics(url: &DatabaseUrl, pool: &AnyPool) {
+fn register_for_metrics(url: &DatabaseUrl, pool: &AnyPool, role: &'static str) {
     let raw = url.as_str();
     let name = raw
         .rsplit(['/', '\\'])
@@ -333,8 +342,8 @@ fn register_for_metrics(url: &DatabaseUrl, pool: &AnyPool) {
         .trim_end_matches(".db")
         .to_owned();
     if let Ok(mut pools) = POOLS.lock() {
-        pools.retain(|(_, p)| !p.is_closed());
-        pools.push((name, pool.clone()));
+        pools.retain(|(_, _, p)| !p.is_closed());
+        pools.push((name, role, pool.clone()));
     }
 }
 
@@ -342,12 +351,17 @@ fn register_for_metrics(url: &DatabaseUrl, pool: &AnyPool) {
 /// called before each `/metrics` render.
 pub fn record_pool_metrics() {
     let Ok(pools) = POOLS.lock() else { return };
-    for (name, pool) in pools.iter().filter(|(_, p)| !p.is_closed()) {
+    for (name, role, pool) in pools.iter().filter(|(_, _, p)| !p.is_closed()) {
         let size = f64::from(pool.size());
         let idle = pool.num_idle() as f64;
-        metrics::gauge!("db_pool_connections", "database" => name.clone(), "state" => "idle")
-            .set(idle);
-        metrics::gauge!("db_pool_connections", "database" => name.clone(), "state" => "in_use")
-            .set(size - idle);
+        let labels = |state: &'static str| {
+            [
+                ("database", name.clone()),
+                ("pool", (*role).to_owned()),
+                ("state", state.to_owned()),
+            ]
+        };
+        metrics::gauge!("db_pool_connections", &labels("idle")).set(idle);
+        metrics::gauge!("db_pool_connections", &labels("in_use")).set(size - idle);
     }
 }
