@@ -40,6 +40,18 @@ pub struct Done {
     pub measured: bool,
 }
 
+impl Done {
+    /// The answer to a request of `op` that was due at `due`, now.
+    fn now(op: Op, due: Instant, failure: Option<String>, measured_from: Instant) -> Self {
+        Self {
+            op,
+            latency: due.elapsed(),
+            failure,
+            measured: due >= measured_from,
+        }
+    }
+}
+
 /// One request to send.
 #[derive(Debug, Clone, Copy)]
 struct Request {
@@ -164,12 +176,7 @@ async fn open_loop(
         let (targets, done) = (targets.clone(), done.clone());
         tokio::spawn(async move {
             let failure = targets.send(request).await;
-            let _ = done.send(Done {
-                op: request.op,
-                latency: due.elapsed(),
-                failure,
-                measured: due >= measured_from,
-            });
+            let _ = done.send(Done::now(request.op, due, failure, measured_from));
             drop(slot);
         });
     }
@@ -196,12 +203,7 @@ async fn closed_loop(
                     }
                     let request = targets.pick(&mix, &mut rng);
                     let failure = targets.send(request).await;
-                    let _ = done.send(Done {
-                        op: request.op,
-                        latency: due.elapsed(),
-                        failure,
-                        measured: due >= measured_from,
-                    });
+                    let _ = done.send(Done::now(request.op, due, failure, measured_from));
                 }
             })
         })
